@@ -1,0 +1,29 @@
+# Two commands on a fresh machine:
+#   make run    the main job: a Ray Tune + Optuna sweep of CL+LSTM label injection on Omniglot
+#               (local Ray), then the results table and where the files went
+#   make test   the test suite (what .ci/run calls)
+SHELL := /bin/bash
+SAMPLES ?= 6
+ARGS ?=
+
+.PHONY: setup run test test-fast bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@source scripts/offline-env.sh && \
+	  .venv/bin/priorlab data download omniglot && \
+	  .venv/bin/priorlab sweep memory-label-injection --samples $(SAMPLES) $(ARGS)
+
+test: setup
+	@source scripts/offline-env.sh && .venv/bin/python -m pytest
+
+test-fast: setup
+	@source scripts/offline-env.sh && .venv/bin/python -m pytest -m "not integration"
+
+bench: setup
+	@source scripts/offline-env.sh && for b in flops stream overhead; do .venv/bin/python benchmarks/$$b.py || exit 1; done
+
+clean:
+	rm -rf .venv runs

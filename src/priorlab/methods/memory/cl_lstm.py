@@ -1,0 +1,109 @@
+"""CL+LSTM: layer-distributed memory with label injection, and the LSTM baseline.
+
+Thesis Ch. 2: Sec. 2.3.3 and Fig. 2.2 (ConvLSTM layers -> LSTM -> classifier, label injection
+modes), App. A.1.4 (4 ConvLSTM layers of 64 channels, LSTM of 400, 5-way classifier), App. A.2
+(residual skip from layer 2 to layer 4). The model adapts only through its hidden states: no
+gradient is taken at test time.
+
+Layer j (0-based) runs at resolution s_j = image_size // 2**j: the output of every ConvLSTM
+layer but the last is max-pooled by 2 before it enters the next one. For 28x28 inputs the
+layers run at 28, 14, 7 and 3 pixels, which gives the 0.40 GFLOPs per step of Sec. 2.4.3
+(checked by benchmarks/flops.py).
+
+    model = build_model(MemoryConfig())
+    logits = model(x, y)   # x: (B, T, 1, 28, 28) float in [0, 1], y: (B, T) -> (B, T, n_way)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from priorlab.methods.memory.config import MemoryConfig
+from priorlab.methods.memory.convlstm import ConvLSTMCell
+from priorlab.methods.memory.protocol import label_planes, previous_labels
+
+
+class CLLSTM(nn.Module):
+    """ConvLSTM stack + LSTM + classifier, with labels y_{i-1} injected where configured."""
+
+    def __init__(self, cfg: MemoryConfig, in_channels: int = 1):
+        super().__init__()
+        self.cfg = cfg
+        self.n_way = cfg.n_way
+        self.inject = set(cfg.injection_layers())
+        self.sizes = [cfg.image_size >> j for j in range(cfg.conv_layers)]
+        cells = []
+        for j in range(cfg.conv_layers):
+            c_in = in_channels if j == 0 else cfg.channels
+            if j in self.inject:
+                c_in += cfg.n_way
+            cells.append(ConvLSTMCell(c_in, cfg.channels, cfg.kernel_size))
+        self.cells = nn.ModuleList(cells)
+        # App. A.2: residual from the 2nd to the 4th ConvLSTM layer (indices 1 -> 3).
+        self.skip = (1, 3) if cfg.skip and cfg.conv_layers >= 4 else None
+        lstm_in = cfg.channels * self.sizes[-1] ** 2
+        if cfg.conv_layers in self.inject:
+            lstm_in += cfg.n_way
+        self.lstm = nn.LSTMCell(lstm_in, cfg.lstm_hidden)
+        self.classifier = nn.Linear(cfg.lstm_hidden, cfg.n_way)
+
+    def initial_state(self, batch: int, like: torch.Tensor):
+        conv = [cell.initial_state(batch, s, like) for cell, s in zip(self.cells, self.sizes)]
+        zeros = like.new_zeros(batch, self.cfg.lstm_hidden)
+        return conv, (zeros, zeros)
+
+    def step(self, x: torch.Tensor, y_prev: torch.Tensor, state):
+        """One time step. x: (B, C, H, W); y_prev: (B, k) one-hot (zeros = null label)."""
+        conv_state, lstm_state = state
+        new_conv = []
+        h = x
+        outputs = []
+        for j, cell in enumerate(self.cells):
+            if j > 0:
+                h = F.max_pool2d(h, 2)                                  # (B, C, s_j, s_j)
+            inp = torch.cat([h, label_planes(y_prev, h.shape[-1])], 1) if j in self.inject else h
+            hj, cj = cell(inp, conv_state[j])
+            new_conv.append((hj, cj))
+            if self.skip is not None and j == self.skip[1]:
+                hj = hj + F.adaptive_avg_pool2d(outputs[self.skip[0]], hj.shape[-2:])
+            outputs.append(hj)
+            h = hj
+        feat = h.flatten(1)                                             # (B, C * s^2)
+        if self.cfg.conv_layers in self.inject:
+            feat = torch.cat([feat, y_prev], 1)
+        hl, cl = self.lstm(feat, lstm_state)
+        return self.classifier(hl), (new_conv, (hl, cl))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C, H, W), y: (B, T) -> logits (B, T, n_way); step i sees only y_<i."""
+        y_prev = previous_labels(y, self.n_way)                         # (B, T, k)
+        state = self.initial_state(x.shape[0], x)
+        logits = []
+        for t in range(x.shape[1]):
+            out, state = self.step(x[:, t], y_prev[:, t], state)
+            logits.append(out)
+        return torch.stack(logits, 1)
+
+
+class LSTMBaseline(nn.Module):
+    """The LSTM of Santoro et al. (App. A.1.4): [flattened image, one-hot y_{i-1}] -> LSTM(400)."""
+
+    def __init__(self, cfg: MemoryConfig, in_channels: int = 1):
+        super().__init__()
+        self.cfg = cfg
+        self.n_way = cfg.n_way
+        self.lstm = nn.LSTM(in_channels * cfg.image_size ** 2 + cfg.n_way, cfg.lstm_hidden,
+                            batch_first=True)
+        self.classifier = nn.Linear(cfg.lstm_hidden, cfg.n_way)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        inp = torch.cat([x.flatten(2), previous_labels(y, self.n_way)], -1)  # (B, T, HW + k)
+        out, _ = self.lstm(inp)
+        return self.classifier(out)
+
+
+def build_model(cfg: MemoryConfig) -> nn.Module:
+    cfg.validate()
+    return CLLSTM(cfg) if cfg.model == "cl_lstm" else LSTMBaseline(cfg)

@@ -1,0 +1,118 @@
+"""Configuration of the layer-distributed memory method (thesis Ch. 2).
+
+Defaults are the paper's: Sec. 2.3.3 (architecture, label injection), Sec. 2.3.4 and App. A.1.4
+(Adam 1e-3, meta-batch 16, 100k iterations), App. A.1.1 (5-way tasks with 10 samples per
+class on 28x28 Omniglot, rotations as extra classes), App. A.2 (skip from layer 2 to layer 4).
+
+Override any field from the CLI, e.g. ``priorlab train memory-omniglot channels=32 lr=3e-4``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from priorlab.methods.configuration import ConfigError
+
+INJECTION_MODES = ("first", "every", "lstm")
+
+
+@dataclass
+class MemoryConfig:
+    # --- model (Sec. 2.3.3, App. A.1.4) ---
+    model: Literal["cl_lstm", "lstm"] = "cl_lstm"
+    """`cl_lstm`: ConvLSTM stack + LSTM + classifier; `lstm`: the LSTM baseline of Santoro et al."""
+    conv_layers: int = 4
+    """Number of ConvLSTM layers (4 in the paper)."""
+    channels: int = 64
+    """Channels of every ConvLSTM layer (64 in the paper)."""
+    kernel_size: int = 3
+    """ConvLSTM kernel size (3x3; the thesis does not state it, 3x3 gives its 0.40 GFLOPs)."""
+    lstm_hidden: int = 400
+    """Hidden size of the LSTM after the ConvLSTM stack, and of the LSTM baseline."""
+    label_injection: str | list[int] = "first"
+    """Where y_{i-1} enters: `first` ConvLSTM layer, `every` ConvLSTM layer, the `lstm`,
+    or an explicit list of layer indices (0..conv_layers-1 are ConvLSTM layers,
+    conv_layers is the LSTM)."""
+    skip: bool = True
+    """Residual skip from ConvLSTM layer 2 to layer 4 (App. A.2): long episodes do not train without it."""
+
+    # --- task (Sec. 2.3.1, App. A.1) ---
+    n_way: int = 5
+    """Classes per episode."""
+    n_shot: int = 10
+    """Samples per class in an episode; the episode has n_way * n_shot time steps."""
+    image_size: int = 28
+    """Omniglot images are resized to 28x28 (App. A.1.1)."""
+    report_shots: list[int] = field(default_factory=lambda: [1, 5, 8])
+    """k for which k-shot accuracy (the (k+1)-th appearance of a class) is reported (Table 2.1)."""
+    train_split: str = "train"
+    eval_split: str = "val"
+    """The thesis reports validation performance (App. A.1.1); `priorlab eval` uses the test split."""
+
+    # --- optimisation (Sec. 2.3.4, App. A.1.4) ---
+    lr: float = 1e-3
+    meta_batch: int = 16
+    max_iters: int = 100_000
+    grad_clip: float | None = None
+    """Optional global-norm gradient clipping (not used in the thesis)."""
+
+    # --- bookkeeping ---
+    eval_every: int = 1000
+    """Iterations between evaluations (each reports eval/acc_{k}shot with a checkpoint)."""
+    eval_episodes: int = 200
+    seed: int = 0
+
+    def injection_layers(self) -> tuple[int, ...]:
+        """Indices of the layers that receive the label (conv_layers = the LSTM)."""
+        mode = self.label_injection
+        if mode == "first":
+            return (0,)
+        if mode == "every":
+            return tuple(range(self.conv_layers))
+        if mode == "lstm":
+            return (self.conv_layers,)
+        return tuple(sorted(set(int(i) for i in mode)))
+
+    def validate(self) -> None:
+        if self.model not in ("cl_lstm", "lstm"):
+            raise ConfigError(f"model={self.model!r}: choose 'cl_lstm' or 'lstm'")
+        if isinstance(self.label_injection, str):
+            if self.label_injection not in INJECTION_MODES:
+                raise ConfigError(
+                    f"label_injection={self.label_injection!r}: choose one of "
+                    f"{list(INJECTION_MODES)} or a list of layer indices like [0,2]"
+                )
+        else:
+            bad = [i for i in self.label_injection if not 0 <= int(i) <= self.conv_layers]
+            if bad or not self.label_injection:
+                raise ConfigError(
+                    f"label_injection={self.label_injection!r}: indices must be in "
+                    f"0..{self.conv_layers} (0..{self.conv_layers - 1} ConvLSTM layers, "
+                    f"{self.conv_layers} the LSTM) and the list must not be empty"
+                )
+        for name in ("conv_layers", "channels", "kernel_size", "lstm_hidden", "n_shot",
+                     "image_size", "meta_batch", "max_iters", "eval_every", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.n_way < 2:
+            raise ConfigError(f"n_way={self.n_way} must be >= 2")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size={self.kernel_size} must be odd ('same' padding)")
+        if self.image_size >> (self.conv_layers - 1) < 1:
+            raise ConfigError(
+                f"image_size={self.image_size} is too small for conv_layers={self.conv_layers} "
+                "(each layer after the first halves the resolution)"
+            )
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr} must be > 0")
+        bad_shots = [k for k in self.report_shots if not 0 <= k < self.n_shot]
+        if bad_shots:
+            raise ConfigError(
+                f"report_shots {bad_shots} impossible with n_shot={self.n_shot}: k-shot "
+                f"accuracy needs a (k+1)-th sample, so k must be < n_shot"
+            )
+
+    @property
+    def episode_length(self) -> int:
+        return self.n_way * self.n_shot

@@ -1,0 +1,122 @@
+"""`priorlab report EXPERIMENT`: the results table grouped by the swept choice, and a plot.
+
+Works for any study: it reads ``study.json`` (which study made the experiment) and
+``results.parquet``, groups trials by the study's ``group_by`` keys and summarises every
+metric on the study's curve (mean, std, n). The PNG plots metric vs curve x (e.g. accuracy vs
+shot) per choice, with the standard deviation across trials as error bars.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from priorlab.platform.results import ResultsStore
+
+STUDY_FILE = "study.json"
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class Report:
+    table: pd.DataFrame
+    text: str
+    plot_path: Path | None
+    csv_path: Path
+
+
+def read_study_file(experiment: Path) -> dict:
+    path = experiment / STUDY_FILE
+    if not path.is_file():
+        raise ReportError(
+            f"{experiment} is not a priorlab experiment (no {STUDY_FILE}); pass the folder "
+            "printed by `priorlab sweep`, e.g. runs/memory-label-injection-<date>"
+        )
+    return json.loads(path.read_text())
+
+
+def summarise(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
+    cols = [f"config/{g}" for g in group_by]
+    missing = [c for c in cols + metrics if c not in df.columns]
+    if missing:
+        raise ReportError(f"results have no column(s) {missing}; columns: {sorted(df.columns)}")
+    agg = df.groupby(cols, dropna=False)[metrics].agg(["mean", "std", "count"])
+    agg.columns = [f"{m} {stat if stat != 'count' else 'n'}" for m, stat in agg.columns]
+    agg.index.names = group_by
+    return agg.reset_index()
+
+
+def _format(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> str:
+    header = group_by + [m.split("/")[-1] for m in metrics] + ["n"]
+    lines = []
+    for _, row in table.iterrows():
+        cells = [str(row[g]) for g in group_by]
+        for m in metrics:
+            mean, std = row[f"{m} mean"], row[f"{m} std"]
+            cells.append(f"{mean:.3f} ± {std:.3f}" if not np.isnan(std) else f"{mean:.3f}")
+        cells.append(str(int(row[f"{metrics[0]} n"])))
+        lines.append(cells)
+    widths = [max(len(h), *(len(r[i]) for r in lines)) if lines else len(h)
+              for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
+    out += [fmt.format(*r) for r in lines]
+    return "\n".join(out)
+
+
+def _plot(table: pd.DataFrame, group_by: list[str], curve: dict[float, str], xlabel: str,
+          title: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = sorted(curve)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for _, row in table.iterrows():
+        means = [row[f"{curve[x]} mean"] for x in xs]
+        stds = [0.0 if np.isnan(row[f"{curve[x]} std"]) else row[f"{curve[x]} std"] for x in xs]
+        label = ", ".join(f"{g}={row[g]}" for g in group_by) + f" (n={int(row[f'{curve[xs[0]]} n'])})"
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(curve[xs[0]].split("/")[0] + " " + curve[xs[0]].split("/")[-1].split("_")[0])
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def build_report(experiment: str | Path) -> Report:
+    from priorlab.platform.studies import get_study
+
+    experiment = Path(experiment)
+    info = read_study_file(experiment)
+    study = get_study(info["study"])
+    df = ResultsStore(experiment).read()
+    if df.empty:
+        raise ReportError(
+            f"{experiment} has no finished trials yet (no {ResultsStore(experiment).results_path.name}); "
+            f"resume it with `priorlab sweep {study.name} --resume --name {experiment.name}`"
+        )
+    group_by = list(study.group_by)
+    curve = study.curve(info.get("fixed", {}))
+    metrics = [curve[x] for x in sorted(curve)]
+    metrics = [m for m in metrics if m in df.columns] or metrics
+    curve = {x: m for x, m in curve.items() if m in metrics}
+    table = summarise(df, group_by, metrics)
+    text = _format(table, group_by, metrics)
+    csv_path = experiment / "report.csv"
+    table.to_csv(csv_path, index=False)
+    plot_path = _plot(table, group_by, curve, study.curve_label,
+                      f"{study.name} ({len(df)} trials)", experiment / "report.png")
+    return Report(table=table, text=text, plot_path=plot_path, csv_path=csv_path)

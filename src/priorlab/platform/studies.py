@@ -1,0 +1,28 @@
+"""The study registry: every `priorlab sweep NAME` is listed here, explicitly.
+
+Later issues add their studies (hyper-design, hyper-maml, ...) as entries of :data:`STUDIES`.
+Importing a study pulls in Ray Tune, so entries are loaded lazily by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from priorlab.search_spaces.base import Study
+
+STUDIES: dict[str, str] = {
+    "memory-label-injection": "priorlab.search_spaces.memory_label_injection",
+}
+
+
+class UnknownStudyError(KeyError):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def get_study(name: str) -> Study:
+    if name not in STUDIES:
+        raise UnknownStudyError(
+            f"unknown study {name!r}; available studies: {', '.join(sorted(STUDIES))}"
+        )
+    return importlib.import_module(STUDIES[name]).STUDY

@@ -1,0 +1,42 @@
+"""What a study is: a trainable, the space it sweeps, its searcher, scheduler and report layout.
+
+A study's metrics are whatever its method reports (accuracy, PSNR, AUROC); the report reads
+``metric``, ``group_by`` and ``curve`` from here, so the results store and the report need no
+per-method code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    method: str
+    """The checkpoint ``method`` tag (``priorlab eval`` dispatches on it)."""
+    config_cls: type
+    """The method's config dataclass: search-space keys and overrides must be its fields."""
+    trainable: Callable[[dict[str, Any]], None]
+    """A Tune function trainable (a ``train_driver_fn``)."""
+    budget: dict[str, Any]
+    """Config overrides that make the study's default budget (small enough for a laptop)."""
+    space: Callable[[], dict[str, Any]]
+    """The Tune search space: config field name -> tune.choice/loguniform/..."""
+    metric: str
+    mode: str
+    group_by: tuple[str, ...]
+    """The swept architecture choice(s) the report groups by."""
+    curve: Callable[[dict[str, Any]], dict[float, str]]
+    """Given the trial config, x -> metric key for the report's plot (e.g. shot -> eval/acc_kshot)."""
+    curve_label: str
+    make_searcher: Callable[[int, set[str]], Any]
+    """Given the seed and the keys actually searched (the user may pin some), the searcher."""
+    make_scheduler: Callable[[int], Any]
+    """Given max_t (the number of reports a full trial makes), the trial scheduler."""
+    prepare_data: Callable[[Any, dict[str, Any]], None] | None = None
+    """Checks the data is there and warms caches in the driver (data_root, fixed config)."""
+    default_samples: int = 4
+    extra_columns: tuple[str, ...] = field(default=())

@@ -1,0 +1,98 @@
+"""Shared plumbing for Ray Train trainables: resources, run names, checkpoints in storage.
+
+Every method's trainable takes a flat config dict whose keys are either fields of the method's
+``*Config`` dataclass or the platform keys below (never both), so Tune search spaces are
+written in config field names.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import ray.train
+
+from priorlab.methods.checkpoint import META, load_checkpoint
+
+
+@dataclass
+class RunResources:
+    """How a training run is laid on the cluster (platform keys of a trainable config)."""
+
+    workers: int = 1
+    """Data-parallel Ray Train workers (gloo on CPU, nccl when use_gpu)."""
+    cpus_per_worker: float = 0.7
+    """CPU share of each worker; on 2 cores keep workers * cpus + data_cpus per trial <= 2."""
+    data_cpus: float = 0.25
+    """CPU share of the Ray Data episode maker (a whole CPU deadlocks 2-core machines)."""
+    use_gpu: bool = False
+    data_root: str = ""
+    """Absolute data root (resolved by the CLI: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab)."""
+    storage_path: str = ""
+    """Where Ray Train keeps this run's checkpoints (absolute)."""
+    run_name: str = ""
+    """A stable name: re-running with the same name resumes from the latest checkpoint."""
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    def scaling_config(self) -> "ray.train.ScalingConfig":
+        return ray.train.ScalingConfig(
+            num_workers=self.workers,
+            use_gpu=self.use_gpu,
+            resources_per_worker={"CPU": self.cpus_per_worker, **({"GPU": 1} if self.use_gpu else {})},
+        )
+
+
+def split_config(config: dict[str, Any], method_keys: set[str]) -> tuple[dict, RunResources]:
+    """Split a flat trainable config into method overrides and RunResources."""
+    platform = RunResources.keys()
+    unknown = sorted(set(config) - method_keys - platform)
+    if unknown:
+        raise ValueError(
+            f"unknown trainable config key(s) {unknown}; method keys: {sorted(method_keys)}; "
+            f"platform keys: {sorted(platform)}"
+        )
+    method = {k: v for k, v in config.items() if k in method_keys}
+    resources = RunResources(**{k: v for k, v in config.items() if k in platform})
+    return method, resources
+
+
+def checkpoint_dir_name(step: int) -> str:
+    return f"checkpoint_{step:09d}"
+
+
+def latest_saved_step(run_dir: Path) -> int:
+    """Highest step among complete checkpoints under a Train run directory (0 if none)."""
+    best = 0
+    if run_dir.is_dir():
+        for meta in run_dir.glob("checkpoint_*/" + META):
+            try:
+                best = max(best, int(json.loads(meta.read_text())["step"]))
+            except (ValueError, KeyError, OSError):
+                continue
+    return best
+
+
+def restore_from_train_checkpoint(method: str):
+    """The latest checkpoint Ray Train hands this worker (None on a fresh start)."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        return load_checkpoint(d, method=method)
+
+
+def report_with_checkpoint(metrics: dict[str, float], save, step: int) -> None:
+    """ray.train.report with a checkpoint written by ``save(dir)`` on rank 0 only."""
+    rank = ray.train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            save(Path(tmp) / "ckpt")
+            checkpoint = ray.train.Checkpoint.from_directory(str(Path(tmp) / "ckpt"))
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))

@@ -1,0 +1,110 @@
+"""Ray Train trainable for layer-distributed memory (thesis Ch. 2, Sec. 2.3.4).
+
+``train_fn_per_worker`` runs the pure loop of ``priorlab.methods.memory.loop`` on episodes
+streamed by Ray Data (``get_dataset_shard("train")``), reports ``train/loss`` and
+``eval/acc_{k}shot`` with a checkpoint every ``eval_every`` iterations, and resumes from the
+latest checkpoint. ``train_driver_fn`` builds the TorchTrainer; a Tune trial runs it
+(Train V2 + Tune: a Trainer is never passed to a Tuner).
+
+    from priorlab.trainables.memory import fit
+    result = fit({"channels": 16, "max_iters": 50, "data_root": "/data"}, storage_path=..., run_name=...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import ray.train
+import ray.train.torch
+from ray.train.torch import TorchTrainer
+
+from priorlab.data.episodes import OnlineEpisodeSampler, episode_seed
+from priorlab.data.omniglot import load_omniglot_split
+from priorlab.methods.configuration import config_from_dict
+from priorlab.methods.memory.config import MemoryConfig
+from priorlab.methods.memory.loop import METHOD, MemoryLearner, evaluate, train
+from priorlab.trainables.common import (
+    RunResources, latest_saved_step, report_with_checkpoint, restore_from_train_checkpoint,
+    split_config,
+)
+from priorlab.trainables.streams import episode_dataset, shard_batches
+
+METHOD_KEYS = {f.name for f in dataclasses.fields(MemoryConfig)}
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never coincide with training episodes
+
+
+def eval_seeds(cfg: MemoryConfig, n: int | None = None) -> list[int]:
+    return [episode_seed(cfg.seed + EVAL_SEED_OFFSET, i) for i in range(n or cfg.eval_episodes)]
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    overrides, res = split_config(config, METHOD_KEYS)
+    cfg = config_from_dict(MemoryConfig, overrides)
+    torch.set_num_threads(max(1, round(res.cpus_per_worker)))
+    ctx = ray.train.get_context()
+    world = ctx.get_world_size()
+    if cfg.meta_batch % world:
+        raise ValueError(f"meta_batch={cfg.meta_batch} must be divisible by workers={world}")
+
+    learner = MemoryLearner(cfg, device=ray.train.torch.get_device(),
+                            wrap=ray.train.torch.prepare_model if world > 1 else None)
+    restored = restore_from_train_checkpoint(METHOD)
+    if restored is not None:
+        learner.restore(restored)
+        print(f"[priorlab] resumed from step {learner.step}")
+
+    eval_classes = load_omniglot_split(res.data_root, cfg.eval_split, cfg.image_size, progress=False)
+    eval_sampler = OnlineEpisodeSampler(eval_classes, cfg.n_way, cfg.n_shot)
+    seeds = eval_seeds(cfg)
+
+    batches = shard_batches(ray.train.get_dataset_shard("train"), cfg.meta_batch // world, learner.step)
+    train(
+        learner, batches,
+        evaluate_fn=lambda model: evaluate(model, eval_sampler, seeds, cfg.report_shots,
+                                           device=learner.device),
+        report=lambda metrics, save: report_with_checkpoint(metrics, save, learner.step),
+    )
+
+
+def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
+    overrides, res = split_config(config, METHOD_KEYS)
+    cfg = config_from_dict(MemoryConfig, overrides)
+    if not res.data_root:
+        raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
+    start = latest_saved_step(Path(res.storage_path) / res.run_name) if res.run_name else 0
+    dataset = episode_dataset(
+        res.data_root, cfg.train_split, n_way=cfg.n_way, n_shot=cfg.n_shot,
+        image_size=cfg.image_size, base_seed=cfg.seed, start_step=start,
+        n_steps=cfg.max_iters - start, meta_batch=cfg.meta_batch, num_cpus=res.data_cpus,
+    )
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=config,
+        scaling_config=res.scaling_config(),
+        run_config=ray.train.RunConfig(
+            name=res.run_name or None,
+            storage_path=res.storage_path or None,
+            callbacks=callbacks or [],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": dataset},
+    )
+
+
+def fit(config: dict[str, Any]) -> "ray.train.Result":
+    """Run one training job (outside Tune) and return Ray Train's Result."""
+    return build_trainer(config).fit()
+
+
+def train_driver_fn(config: dict[str, Any]) -> None:
+    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    config = dict(config)
+    if not config.get("run_name"):
+        config["run_name"] = f"train_{ray.tune.get_context().get_trial_id()}"
+    build_trainer(config, callbacks=[TuneReportCallback()]).fit()

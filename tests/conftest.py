@@ -1,0 +1,48 @@
+"""Test session setup: no traffic off the machine, the real data root, one Ray per run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from priorlab.platform.runtime import apply_offline_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Before anything can start Ray: its start-up probes go to a closed loopback port.
+apply_offline_env()
+os.environ.setdefault("PRIORLAB_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
+# Decoded caches go to a per-run temp dir, never into the (read-only) data root.
+os.environ.setdefault("PRIORLAB_CACHE_DIR", tempfile.mkdtemp(prefix="priorlab-cache-"))
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    from priorlab.data.root import resolve_data_root
+
+    return resolve_data_root()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for every integration test of the run."""
+    import ray
+
+    from priorlab.platform import runtime
+
+    rt = runtime.start(num_cpus=2)
+    yield rt
+    ray.shutdown()
+
+
+TINY = dict(channels=4, lstm_hidden=16, n_shot=3, report_shots=[1, 2], meta_batch=2,
+            eval_episodes=4, eval_every=2, max_iters=4)
+
+
+@pytest.fixture
+def tiny_memory_config() -> dict:
+    return dict(TINY)

@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from priorlab.methods.configuration import ConfigError, apply_overrides
+from priorlab.methods.memory.cl_lstm import CLLSTM, LSTMBaseline, build_model
+from priorlab.methods.memory.config import MemoryConfig
+from priorlab.methods.memory.convlstm import ConvLSTMCell
+
+
+def tiny(**kw):
+    base = dict(channels=8, lstm_hidden=16, n_way=3, n_shot=3, image_size=16, report_shots=[1])
+    base.update(kw)
+    cfg = MemoryConfig(**base)
+    cfg.validate()
+    return cfg
+
+
+def episode(cfg, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, cfg.episode_length, 1, cfg.image_size, cfg.image_size, generator=g)
+    y = torch.randint(0, cfg.n_way, (batch, cfg.episode_length), generator=g)
+    return x, y
+
+
+def test_convlstm_cell_shapes_and_state_carry():
+    cell = ConvLSTMCell(3, 5, 3)
+    x = torch.rand(2, 3, 9, 9)
+    h, c = cell(x, cell.initial_state(2, 9, x))
+    assert h.shape == c.shape == (2, 5, 9, 9)
+    h2, _ = cell(x, (h, c))
+    assert not torch.allclose(h, h2)  # the persistent state changes the response
+
+
+@pytest.mark.parametrize("mode", ["first", "every", "lstm", [0, 4], [2]])
+@pytest.mark.parametrize("model", ["cl_lstm", "lstm"])
+def test_no_label_leakage(mode, model):
+    """Changing y_i never changes the prediction at steps <= i (Sec. 2.3.1)."""
+    cfg = tiny(label_injection=mode, model=model)
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    x, y = episode(cfg)
+    i = 4
+    y2 = y.clone()
+    y2[:, i] = (y[:, i] + 1) % cfg.n_way
+    with torch.no_grad():
+        a, b = net(x, y), net(x, y2)
+    assert torch.allclose(a[:, : i + 1], b[:, : i + 1])
+    # ...and the label is actually used: step i+1 sees y_i.
+    assert not torch.allclose(a[:, i + 1], b[:, i + 1])
+
+
+def test_injection_modes_change_input_channels():
+    def in_channels(mode):
+        return [c.conv.in_channels - 8 for c in CLLSTM(tiny(label_injection=mode)).cells]
+
+    assert in_channels("first") == [1 + 3, 8, 8, 8]
+    assert in_channels("every") == [4, 11, 11, 11]
+    assert in_channels("lstm") == [1, 8, 8, 8]
+    lstm_in = CLLSTM(tiny(label_injection="lstm")).lstm.input_size
+    assert lstm_in == CLLSTM(tiny(label_injection="first")).lstm.input_size + 3
+
+
+def test_output_shapes_and_gradient_reaches_every_parameter():
+    cfg = tiny(label_injection="every")
+    net = build_model(cfg)
+    x, y = episode(cfg)
+    logits = net(x, y)
+    assert logits.shape == (2, cfg.episode_length, cfg.n_way)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_skip_connection_only_when_enabled():
+    assert CLLSTM(tiny(skip=True)).skip == (1, 3)
+    assert CLLSTM(tiny(skip=False)).skip is None
+    cfg_on, cfg_off = tiny(skip=True), tiny(skip=False)
+    torch.manual_seed(0)
+    a = CLLSTM(cfg_on)
+    b = CLLSTM(cfg_off)
+    b.load_state_dict(a.state_dict())
+    x, y = episode(cfg_on)
+    with torch.no_grad():
+        assert not torch.allclose(a(x, y), b(x, y))
+
+
+def test_lstm_baseline_shapes():
+    cfg = tiny(model="lstm")
+    net = build_model(cfg)
+    assert isinstance(net, LSTMBaseline)
+    x, y = episode(cfg)
+    assert net(x, y).shape == (2, cfg.episode_length, 3)
+
+
+def test_config_errors_name_key_and_choices():
+    cfg = MemoryConfig()
+    with pytest.raises(ConfigError, match="valid keys"):
+        apply_overrides(cfg, {"lerning_rate": "0.1"})
+    with pytest.raises(ConfigError, match="lr"):
+        apply_overrides(cfg, {"lr": "fast"})
+    with pytest.raises(ConfigError, match="label_injection"):
+        apply_overrides(cfg, {"label_injection": "middle"})
+    with pytest.raises(ConfigError, match="indices must be in"):
+        apply_overrides(cfg, {"label_injection": "[0, 9]"})
+    with pytest.raises(ConfigError, match="report_shots"):
+        apply_overrides(cfg, {"n_shot": "3"})
+    good = apply_overrides(cfg, {"lr": "3e-4", "label_injection": "[0,2]", "skip": "false",
+                                 "channels": "32"})
+    assert (good.lr, good.injection_layers(), good.skip, good.channels) == (3e-4, (0, 2), False, 32)

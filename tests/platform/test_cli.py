@@ -1,0 +1,56 @@
+"""CLI errors a user can fix: one clear line, exit status 2, nothing started."""
+
+import pytest
+
+from priorlab.platform.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_unknown_study_lists_studies(capsys):
+    code, err = run(capsys, "sweep", "no-such-study")
+    assert code == 2 and "memory-label-injection" in err and "no-such-study" in err
+
+
+def test_unknown_override_names_key_and_valid_keys(capsys):
+    code, err = run(capsys, "sweep", "memory-label-injection", "chanels=8")
+    assert code == 2 and "chanels" in err and "valid keys" in err and "channels" in err
+
+
+def test_ill_typed_override(capsys):
+    code, err = run(capsys, "sweep", "memory-label-injection", "--samples", "1", "lr=fast")
+    assert code == 2 and "lr='fast'" in err
+
+
+def test_missing_data_names_files_root_and_command(capsys, tmp_path):
+    code, err = run(capsys, "sweep", "memory-label-injection", "--data-dir", str(tmp_path))
+    assert code == 2 and str(tmp_path) in err and "priorlab data download omniglot" in err
+    assert "images_background.zip" in err or "train.txt" in err
+
+
+def test_unreachable_address_says_how_to_run_locally(capsys, tmp_path, data_root):
+    code, err = run(capsys, "sweep", "memory-label-injection", "--address", "127.0.0.1:9",
+                    "--runs-dir", str(tmp_path))
+    assert code == 2 and "could not reach" in err and "leaving out --address" in err
+
+
+def test_existing_experiment_is_not_touched(capsys, tmp_path, data_root):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "keep.txt").write_text("x")
+    code, err = run(capsys, "sweep", "memory-label-injection", "--runs-dir", str(tmp_path),
+                    "--name", "exp")
+    assert code == 2 and "--resume" in err
+    assert (tmp_path / "exp" / "keep.txt").read_text() == "x"
+
+
+def test_eval_rejects_non_checkpoint(capsys, tmp_path):
+    code, err = run(capsys, "eval", str(tmp_path))
+    assert code == 2 and "not a priorlab checkpoint" in err
+
+
+def test_stray_arguments_are_rejected():
+    with pytest.raises(SystemExit):
+        main(["report", "x", "y=1"])

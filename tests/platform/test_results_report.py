@@ -1,0 +1,54 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from priorlab.platform.report import STUDY_FILE, ReportError, build_report, summarise
+from priorlab.platform.results import ResultsStore, trial_row
+
+
+def test_trial_row_prefixes_config_and_drops_noise():
+    row = trial_row("t1", "TERMINATED", {"lr": 0.1, "report_shots": [1, 2]},
+                    {"eval/acc_1shot": 0.5, "pid": 3, "training_iteration": 4, "config": {}})
+    assert row["config/lr"] == 0.1 and row["config/report_shots"] == "[1, 2]"
+    assert row["eval/acc_1shot"] == 0.5 and row["iterations"] == 4 and "pid" not in row
+
+
+def test_upsert_keeps_finished_trials(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.upsert([trial_row("a", "TERMINATED", {"x": 1}, {"m": 0.1})])
+    store.upsert([trial_row("b", "TERMINATED", {"x": 2}, {"m": 0.2})])
+    store.upsert([trial_row("a", "TERMINATED", {"x": 1}, {"m": 0.3})])
+    df = store.read()
+    assert list(df["trial_id"]) == ["a", "b"] and list(df["m"]) == [0.3, 0.2]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_summarise_mean_std_n():
+    df = pd.DataFrame({"config/mode": ["a", "a", "b"], "acc": [0.2, 0.4, 0.9]})
+    t = summarise(df, ["mode"], ["acc"]).set_index("mode")
+    assert t.loc["a", "acc mean"] == pytest.approx(0.3)
+    assert t.loc["a", "acc std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert t.loc["b", "acc n"] == 1
+
+
+def test_report_groups_by_swept_choice_and_plots(tmp_path):
+    (tmp_path / STUDY_FILE).write_text(json.dumps(
+        {"study": "memory-label-injection", "fixed": {"report_shots": [1, 4]}, "seed": 0}))
+    rows = []
+    for i, (mode, a1, a4) in enumerate([("first", .5, .7), ("first", .6, .8), ("lstm", .3, .4)]):
+        rows.append(trial_row(f"t{i}", "TERMINATED", {"label_injection": mode},
+                              {"eval/acc_1shot": a1, "eval/acc_4shot": a4}))
+    ResultsStore(tmp_path).upsert(rows)
+    rep = build_report(tmp_path)
+    assert "first" in rep.text and "0.550 ± 0.071" in rep.text and "lstm" in rep.text
+    assert rep.plot_path.stat().st_size > 1000 and rep.csv_path.is_file()
+
+
+def test_report_errors_are_actionable(tmp_path):
+    with pytest.raises(ReportError, match="not a priorlab experiment"):
+        build_report(tmp_path)
+    (tmp_path / STUDY_FILE).write_text(json.dumps({"study": "memory-label-injection", "fixed": {}}))
+    with pytest.raises(ReportError, match="--resume"):
+        build_report(tmp_path)
