@@ -54,3 +54,20 @@ def test_eval_rejects_non_checkpoint(capsys, tmp_path):
 def test_stray_arguments_are_rejected():
     with pytest.raises(SystemExit):
         main(["report", "x", "y=1"])
+
+
+def test_eval_prints_kshot_accuracies_with_intervals(capsys, tmp_path, data_root):
+    from priorlab.methods.memory.config import MemoryConfig
+    from priorlab.methods.memory.loop import MemoryLearner
+
+    cfg = MemoryConfig(channels=4, lstm_hidden=16, n_shot=3, report_shots=[1, 2])
+    MemoryLearner(cfg).save(tmp_path / "ckpt")
+    assert main(["eval", str(tmp_path / "ckpt"), "--episodes", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "12 test episodes" in out and "95% CI" in out
+    lines = [l.split() for l in out.splitlines() if l.strip()[:1].isdigit()]
+    assert [int(l[0]) for l in lines] == [0, 1, 2]
+    assert all(0.0 <= float(l[1]) <= 1.0 for l in lines)
+    # the same checkpoint on the same (fixed) episodes gives the same numbers
+    assert main(["eval", str(tmp_path / "ckpt"), "--episodes", "12"]) == 0
+    assert capsys.readouterr().out == out

@@ -47,3 +47,14 @@ def test_trainable_checkpoints_and_resumes_at_saved_step(ray_session, data_root,
     assert second.metrics["step"] == 6
     meta = json.loads((tmp_path / "resume-me" / "checkpoint_000000006" / "meta.json").read_text())
     assert meta["step"] == 6 and meta["config"]["max_iters"] == 6
+
+
+def test_two_workers_train_with_ddp_on_cpu(ray_session, data_root, tmp_path, tiny_memory_config):
+    """Two gloo workers split the meta-batch; rank 0 reports and checkpoints."""
+    from priorlab.trainables.memory import fit
+
+    cfg = dict(tiny_memory_config, max_iters=2, eval_every=2, workers=2, cpus_per_worker=0.5,
+               data_root=str(data_root), storage_path=str(tmp_path), run_name="ddp")
+    result = fit(cfg)
+    assert result.metrics["step"] == 2 and 0.0 <= result.metrics["eval/acc_1shot"] <= 1.0
+    assert (tmp_path / "ddp" / "checkpoint_000000002" / "model.pt").is_file()

@@ -85,6 +85,7 @@ def _plot(table: pd.DataFrame, group_by: list[str], curve: dict[float, str], xla
         stds = [0.0 if np.isnan(row[f"{curve[x]} std"]) else row[f"{curve[x]} std"] for x in xs]
         label = ", ".join(f"{g}={row[g]}" for g in group_by) + f" (n={int(row[f'{curve[xs[0]]} n'])})"
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xticks(xs)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(curve[xs[0]].split("/")[0] + " " + curve[xs[0]].split("/")[-1].split("_")[0])
     ax.set_title(title)

@@ -35,6 +35,9 @@ class RunResources:
     """Where Ray Train keeps this run's checkpoints (absolute)."""
     run_name: str = ""
     """A stable name: re-running with the same name resumes from the latest checkpoint."""
+    stream: str = "ray_data"
+    """`ray_data`: episodes streamed by Ray Data; `local`: the same sampler inside each worker
+    (benchmarks/stream.py compares the two)."""
 
     @classmethod
     def keys(cls) -> set[str]:

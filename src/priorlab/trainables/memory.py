@@ -30,7 +30,7 @@ from priorlab.trainables.common import (
     RunResources, latest_saved_step, report_with_checkpoint, restore_from_train_checkpoint,
     split_config,
 )
-from priorlab.trainables.streams import episode_dataset, shard_batches
+from priorlab.trainables.streams import episode_dataset, local_batches, shard_batches
 
 METHOD_KEYS = {f.name for f in dataclasses.fields(MemoryConfig)}
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never coincide with training episodes
@@ -60,7 +60,17 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     eval_sampler = OnlineEpisodeSampler(eval_classes, cfg.n_way, cfg.n_shot)
     seeds = eval_seeds(cfg)
 
-    batches = shard_batches(ray.train.get_dataset_shard("train"), cfg.meta_batch // world, learner.step)
+    per_worker = cfg.meta_batch // world
+    if res.stream == "local":
+        train_sampler = OnlineEpisodeSampler(
+            load_omniglot_split(res.data_root, cfg.train_split, cfg.image_size, progress=False),
+            cfg.n_way, cfg.n_shot)
+        rank = ctx.get_world_rank()
+        batches = ((x[rank * per_worker:(rank + 1) * per_worker], y[rank * per_worker:(rank + 1) * per_worker])
+                   for x, y in local_batches(train_sampler, base_seed=cfg.seed,
+                                             start_step=learner.step, meta_batch=cfg.meta_batch))
+    else:
+        batches = shard_batches(ray.train.get_dataset_shard("train"), per_worker, learner.step)
     train(
         learner, batches,
         evaluate_fn=lambda model: evaluate(model, eval_sampler, seeds, cfg.report_shots,
@@ -74,12 +84,16 @@ def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> Torc
     cfg = config_from_dict(MemoryConfig, overrides)
     if not res.data_root:
         raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
-    start = latest_saved_step(Path(res.storage_path) / res.run_name) if res.run_name else 0
-    dataset = episode_dataset(
-        res.data_root, cfg.train_split, n_way=cfg.n_way, n_shot=cfg.n_shot,
-        image_size=cfg.image_size, base_seed=cfg.seed, start_step=start,
-        n_steps=cfg.max_iters - start, meta_batch=cfg.meta_batch, num_cpus=res.data_cpus,
-    )
+    if res.stream not in ("ray_data", "local"):
+        raise ValueError(f"stream={res.stream!r}: choose 'ray_data' or 'local'")
+    datasets = {}
+    if res.stream == "ray_data":
+        start = latest_saved_step(Path(res.storage_path) / res.run_name) if res.run_name else 0
+        datasets["train"] = episode_dataset(
+            res.data_root, cfg.train_split, n_way=cfg.n_way, n_shot=cfg.n_shot,
+            image_size=cfg.image_size, base_seed=cfg.seed, start_step=start,
+            n_steps=cfg.max_iters - start, meta_batch=cfg.meta_batch, num_cpus=res.data_cpus,
+        )
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config=config,
@@ -90,7 +104,7 @@ def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> Torc
             callbacks=callbacks or [],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
-        datasets={"train": dataset},
+        datasets=datasets,
     )
 
 
