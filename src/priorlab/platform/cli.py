@@ -95,7 +95,7 @@ def cmd_sweep(args) -> int:
     print(f"plot:        {outcome.plot_path}")
     print(f"checkpoints: {outcome.experiment / 'train_runs'}")
     print(f"re-print with `priorlab report {outcome.experiment}`")
-    return 0
+    return 130 if outcome.interrupted else 0
 
 
 def cmd_report(args) -> int:

@@ -40,6 +40,7 @@ class SweepOutcome:
     n_trials: int
     report_text: str
     plot_path: Path | None
+    interrupted: bool = False
 
 
 def _results_callback(experiment: Path):
@@ -112,7 +113,8 @@ def run_sweep(
         info = json.loads((experiment / STUDY_FILE).read_text())
         if overrides or max_iters is not None:
             raise SweepError("--resume continues the sweep as it was started; drop the overrides")
-        fixed, seed = info["fixed"], info["seed"]
+        fixed, seed, samples = info["fixed"], info["seed"], info["samples"]
+        workers_per_trial = info.get("workers_per_trial", workers_per_trial)
     config_from_dict(study.config_cls, fixed)  # fails early, naming any bad key or value
 
     space = {k: v for k, v in study.space().items() if k not in fixed}
@@ -162,18 +164,17 @@ def run_sweep(
     print(f"[priorlab] {study.name}: {n_samples} trials, {concurrent} at a time, "
           f"experiment {experiment}", flush=True)
     grid = tuner.fit()
-    rows = []
-    for result in grid:
-        if result.metrics is None:
-            continue
-        trial_id = result.metrics.get("trial_id") or Path(result.path).name
-        status = "ERROR" if result.error else "TERMINATED"
-        rows.append(trial_row(trial_id, status, result.config or {}, result.metrics))
-    if rows:
-        ResultsStore(experiment).upsert(rows)
+    # Rows are written by the ResultsCallback as each trial ends; a trial cut short by Ctrl-C
+    # is not finished and gets no row (its checkpoints stay for --resume).
+    finished = len(ResultsStore(experiment).read())
+    interrupted = finished < n_samples
+    if interrupted:
+        print(f"[priorlab] sweep interrupted: {finished} of {n_samples} trials finished, state "
+              f"saved. Continue with: priorlab sweep {study.name} --resume --name {experiment.name}"
+              f" --runs-dir {runs_dir}", flush=True)
     report = build_report(experiment)
     return SweepOutcome(experiment=experiment, n_trials=len(grid), report_text=report.text,
-                        plot_path=report.plot_path)
+                        plot_path=report.plot_path, interrupted=interrupted)
 
 
 def _find_resumable(runs_dir: Path, study: str, name: str | None) -> Path:
