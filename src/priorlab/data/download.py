@@ -125,6 +125,15 @@ DATASETS: dict[str, list[RemoteFile]] = {
             for split, digest in _VINYALS_SHA256.items()
         ),
     ],
+    # The canonical python tarballs (md5s as published with them); read by data/cifar.py.
+    "cifar10": [RemoteFile(name="cifar-10-python.tar.gz",
+                           url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                           relpath="cifar/cifar-10-python.tar.gz",
+                           md5="c58f30108f718f92721af3b95e74349a")],
+    "cifar100": [RemoteFile(name="cifar-100-python.tar.gz",
+                            url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                            relpath="cifar/cifar-100-python.tar.gz",
+                            md5="eb9058c3a382ffc7106e4002c42a8d85")],
 }
 
 

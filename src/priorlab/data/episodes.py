@@ -114,10 +114,10 @@ class OnlineEpisodeSampler:
                 raise TypeError(f"classes.get must return uint8 images, got {imgs.dtype}")
             if imgs.ndim == 3:  # (n_shot, H, W) -> (n_shot, 1, H, W)
                 imgs = imgs[:, None]
-            if imgs.ndim != 4 or imgs.shape[:2] != (self.n_shot, 1):
+            if imgs.ndim != 4 or imgs.shape[0] != self.n_shot:
                 raise ValueError(
                     f"classes.get({int(cls)}, <{self.n_shot} indices>) must return "
-                    f"({self.n_shot}, H, W) or ({self.n_shot}, 1, H, W), got {imgs.shape}"
+                    f"({self.n_shot}, H, W) or ({self.n_shot}, C, H, W), got {imgs.shape}"
                 )
             xs.append(imgs)
             ys.append(np.full(self.n_shot, label, dtype=np.int64))
@@ -130,7 +130,7 @@ class OnlineEpisodeSampler:
         return Episode(x=x, y=y, seed=seed, classes=by_label)
 
     def sample_batch(self, seeds: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Stack episodes: x uint8 (B, T, 1, H, W), y int64 (B, T)."""
+        """Stack episodes: x uint8 (B, T, C, H, W) (C = 1 for Omniglot), y int64 (B, T)."""
         episodes = [self.sample(s) for s in seeds]
         if not episodes:
             raise ValueError("sample_batch needs at least one seed")

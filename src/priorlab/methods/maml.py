@@ -1,0 +1,97 @@
+"""MAML as a wrapper around any model (thesis Sec. 3.3.1-3.3.2, Eq. 3.1-3.2, Alg. 1 and 2).
+
+    maml = MAML(model, inner_lr=0.01, adapt=lambda name: "embedding" in name or "classifier" in name)
+    learner = maml.clone()                  # functional view of the current parameters
+    learner.adapt(loss_fn(learner(x_support), y_support))     # Eq. 3.1 (steps: call again)
+    outer_loss = loss_fn(learner(x_query), y_query)           # Eq. 3.2: backprop to the model
+    outer_loss.backward()
+
+The wrapper never subclasses the model: the learner evaluates it with
+``torch.func.functional_call`` on a dict of (possibly adapted) parameters, so adapted weights
+are ordinary tensors in the autograd graph. ``adapt`` restricts the inner loop to a subset of
+parameters: for hypernetwork models Alg. 2 adapts the embeddings and the classifier while the
+outer loop updates everything. ``first_order=True`` drops the second-order terms (the
+gradients of the inner step are detached). ``learn_preconditioner=True`` adds Alg. 1's
+preconditioner P: an elementwise, meta-learned scale on every adapted parameter's inner
+gradient (initialised to 1), trained by the outer loop.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class MAML(nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        *,
+        first_order: bool = False,
+        adapt: Callable[[str], bool] | None = None,
+        learn_preconditioner: bool = False,
+    ):
+        super().__init__()
+        self.module = model
+        self.inner_lr = inner_lr
+        self.first_order = first_order
+        self.adapt_names = [n for n, p in model.named_parameters()
+                            if p.requires_grad and (adapt is None or adapt(n))]
+        if not self.adapt_names:
+            raise ValueError("MAML: the `adapt` filter selects no parameter of the model")
+        self.preconditioner = None
+        if learn_preconditioner:
+            params = dict(model.named_parameters())
+            self.preconditioner = nn.ParameterDict(
+                {_key(n): nn.Parameter(torch.ones_like(params[n])) for n in self.adapt_names})
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def clone(self) -> "MAMLLearner":
+        """A learner whose parameters start as the model's own (same values, same graph)."""
+        return MAMLLearner(self, dict(self.module.named_parameters()))
+
+
+class MAMLLearner:
+    """The task-specific model of one inner loop: the wrapped model at adapted parameters."""
+
+    def __init__(self, maml: MAML, params: dict[str, torch.Tensor]):
+        self.maml = maml
+        self.params = params
+
+    def __call__(self, *args, **kwargs):
+        buffers = dict(self.maml.module.named_buffers())
+        return functional_call(self.maml.module, {**self.params, **buffers}, args, kwargs)
+
+    def adapt(self, loss: torch.Tensor, lr: float | None = None) -> "MAMLLearner":
+        """One inner gradient step on ``loss`` (Eq. 3.1 / Alg. 1 line 9); returns self."""
+        maml = self.maml
+        lr = maml.inner_lr if lr is None else lr
+        tensors = [self.params[n] for n in maml.adapt_names]
+        grads = torch.autograd.grad(loss, tensors, create_graph=not maml.first_order,
+                                    allow_unused=True)
+        new = dict(self.params)
+        for name, param, grad in zip(maml.adapt_names, tensors, grads):
+            if grad is None:
+                continue
+            if maml.first_order:
+                grad = grad.detach()
+            if maml.preconditioner is not None:
+                grad = maml.preconditioner[_key(name)] * grad
+            new[name] = param - lr * grad
+        self.params = new
+        return self
+
+    def movement(self) -> dict[str, float]:
+        """||adapted - initial|| per adapted parameter (Fig. 3.5's inner-loop movement)."""
+        initial = dict(self.maml.module.named_parameters())
+        return {n: float((self.params[n] - initial[n]).detach().norm()) for n in self.maml.adapt_names}
