@@ -135,3 +135,52 @@ class OnlineEpisodeSampler:
         if not episodes:
             raise ValueError("sample_batch needs at least one seed")
         return np.stack([e.x for e in episodes]), np.stack([e.y for e in episodes])
+
+
+@dataclass
+class FewShotTask:
+    """A standard (batch) N-way K-shot task for MAML (thesis Sec. 3.3.1): support + query."""
+
+    x_support: np.ndarray  # uint8 (N*K, C, H, W)
+    y_support: np.ndarray  # int64 (N*K,)
+    x_query: np.ndarray    # uint8 (N*Q, C, H, W)
+    y_query: np.ndarray    # int64 (N*Q,)
+    seed: int
+
+
+class FewShotTaskSampler:
+    """N-way K-shot tasks with Q query images per class; a task is a pure function of its seed.
+
+    Classes and drawings are disjoint between support and query; labels are permuted per task.
+    """
+
+    def __init__(self, classes: ClassSource, n_way: int, k_shot: int, n_query: int):
+        if n_way < 2 or k_shot < 1 or n_query < 1:
+            raise ValueError(f"need n_way >= 2, k_shot >= 1, n_query >= 1; got {n_way}, {k_shot}, {n_query}")
+        if n_way > len(classes):
+            raise ValueError(f"n_way={n_way} but the split has only {len(classes)} classes")
+        if k_shot + n_query > classes.n_samples_per_class:
+            raise ValueError(
+                f"k_shot + n_query = {k_shot + n_query} exceeds the {classes.n_samples_per_class} "
+                "images per class")
+        self.classes, self.n_way, self.k_shot, self.n_query = classes, n_way, k_shot, n_query
+
+    def sample(self, seed: int) -> FewShotTask:
+        seed = _nonneg_int(seed, "seed")
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(len(self.classes), size=self.n_way, replace=False)
+        sx, sy, qx, qy = [], [], [], []
+        for label, cls in enumerate(chosen):
+            idx = rng.choice(self.classes.n_samples_per_class, size=self.k_shot + self.n_query,
+                             replace=False)
+            imgs = np.asarray(self.classes.get(int(cls), idx))
+            if imgs.ndim == 3:
+                imgs = imgs[:, None]
+            sx.append(imgs[: self.k_shot])
+            qx.append(imgs[self.k_shot:])
+            sy.append(np.full(self.k_shot, label, dtype=np.int64))
+            qy.append(np.full(self.n_query, label, dtype=np.int64))
+        s_order = rng.permutation(self.n_way * self.k_shot)
+        q_order = rng.permutation(self.n_way * self.n_query)
+        return FewShotTask(np.concatenate(sx)[s_order], np.concatenate(sy)[s_order],
+                           np.concatenate(qx)[q_order], np.concatenate(qy)[q_order], seed)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -72,18 +73,21 @@ class MAMLLearner:
         buffers = dict(self.maml.module.named_buffers())
         return functional_call(self.maml.module, {**self.params, **buffers}, args, kwargs)
 
-    def adapt(self, loss: torch.Tensor, lr: float | None = None) -> "MAMLLearner":
-        """One inner gradient step on ``loss`` (Eq. 3.1 / Alg. 1 line 9); returns self."""
+    def adapt(self, loss: torch.Tensor, lr: float | None = None,
+              keep_graph: bool | None = None) -> "MAMLLearner":
+        """One inner gradient step on ``loss`` (Eq. 3.1 / Alg. 1 line 9); returns self.
+
+        ``keep_graph=False`` skips building the second-order graph (evaluation)."""
         maml = self.maml
         lr = maml.inner_lr if lr is None else lr
+        create_graph = (not maml.first_order) if keep_graph is None else keep_graph
         tensors = [self.params[n] for n in maml.adapt_names]
-        grads = torch.autograd.grad(loss, tensors, create_graph=not maml.first_order,
-                                    allow_unused=True)
+        grads = torch.autograd.grad(loss, tensors, create_graph=create_graph, allow_unused=True)
         new = dict(self.params)
         for name, param, grad in zip(maml.adapt_names, tensors, grads):
             if grad is None:
                 continue
-            if maml.first_order:
+            if not create_graph:
                 grad = grad.detach()
             if maml.preconditioner is not None:
                 grad = maml.preconditioner[_key(name)] * grad
@@ -95,3 +99,49 @@ class MAMLLearner:
         """||adapted - initial|| per adapted parameter (Fig. 3.5's inner-loop movement)."""
         initial = dict(self.maml.module.named_parameters())
         return {n: float((self.params[n] - initial[n]).detach().norm()) for n in self.maml.adapt_names}
+
+
+def _inputs(x, device) -> torch.Tensor:
+    x = torch.as_tensor(x, device=device)
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def meta_train_step(maml: MAML, optimizer: torch.optim.Optimizer, tasks, *, inner_steps: int = 1,
+                    device: torch.device | str = "cpu") -> dict[str, float]:
+    """One outer update (Eq. 3.2) on a meta-batch of FewShotTasks; returns query loss / accuracy."""
+    device = torch.device(device)
+    optimizer.zero_grad(set_to_none=True)
+    losses, correct, total = [], 0, 0
+    for task in tasks:
+        xs, ys = _inputs(task.x_support, device), torch.as_tensor(task.y_support, device=device)
+        xq, yq = _inputs(task.x_query, device), torch.as_tensor(task.y_query, device=device)
+        learner = maml.clone()
+        for _ in range(inner_steps):
+            learner.adapt(F.cross_entropy(learner(xs), ys))
+        logits = learner(xq)
+        loss = F.cross_entropy(logits, yq) / len(tasks)
+        loss.backward()
+        losses.append(float(loss.detach()) * len(tasks))
+        correct += int((logits.argmax(-1) == yq).sum())
+        total += len(yq)
+    optimizer.step()
+    return {"train/loss": sum(losses) / len(losses), "train/acc": correct / total}
+
+
+def evaluate_tasks(maml: MAML, tasks, *, inner_steps: int = 1,
+                   device: torch.device | str = "cpu") -> tuple[float, float]:
+    """Mean query accuracy after adaptation and its 95% interval half-width over tasks."""
+    device = torch.device(device)
+    accs = []
+    for task in tasks:
+        xs, ys = _inputs(task.x_support, device), torch.as_tensor(task.y_support, device=device)
+        xq, yq = _inputs(task.x_query, device), torch.as_tensor(task.y_query, device=device)
+        learner = maml.clone()
+        with torch.enable_grad():
+            for _ in range(inner_steps):
+                learner.adapt(F.cross_entropy(learner(xs), ys), keep_graph=False)
+        with torch.no_grad():
+            accs.append(float((learner(xq).argmax(-1) == yq).float().mean()))
+    a = torch.tensor(accs, dtype=torch.float64)
+    ci = float(1.96 * a.std(unbiased=True) / len(accs) ** 0.5) if len(accs) > 1 else float("nan")
+    return float(a.mean()), ci
