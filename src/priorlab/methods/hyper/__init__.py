@@ -1,0 +1,6 @@
+"""Hypernetwork-generated ResNets and WRNs (thesis Ch. 3, Sec. 3.3). Pure PyTorch, no Ray.
+
+Modules: ``config`` (HyperConfig), ``hypernet`` (the conv hypernetwork, sharing, output l2,
+param groups, Fig. 3.3 diagnostics), ``resnets`` (HyperResNet, HyperWRN, build_model),
+``export`` (export_plain, count_params). Tests: ``python -m pytest tests/methods/hyper -q``.
+"""
