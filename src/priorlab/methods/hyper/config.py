@@ -79,6 +79,14 @@ class HyperConfig:
     lr_milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
     lr_gamma: float = 0.2
     """LR multiplier at each milestone ("reduced fivefold", Sec. 3.4.1)."""
+    batch_size: int = 128
+    swa: bool = False
+    """Stochastic weight averaging over embeddings, hypernetworks and all other parameters
+    (Sec. 3.3 "Momentum Control", Table 3.5), then BatchNorm statistics recomputed."""
+    swa_start_epoch: int = 160
+    """First epoch whose weights enter the average (the step schedule stops decaying then)."""
+    swa_lr: float = 0.01
+    """Constant learning rate during the SWA phase (torch's SWALR anneals to it)."""
     seed: int = 0
 
     def stage_widths(self) -> tuple[int, ...]:
