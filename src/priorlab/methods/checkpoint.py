@@ -56,6 +56,7 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     metrics: dict[str, Any] | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint into ``directory`` (created; must not already hold a checkpoint)."""
     directory = Path(directory)
@@ -66,6 +67,7 @@ def save_checkpoint(
         state = {"rng": rng_state()}
         if optimizer is not None:
             state["optimizer"] = optimizer.state_dict()
+        state.update(extra_state or {})
         torch.save(state, tmp / TRAIN_STATE)
         meta = {"method": method, "step": int(step), "config": config, "metrics": metrics or {}}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=float))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from priorlab.methods.configuration import ConfigError, config_from_dict
+from priorlab.methods.configuration import config_from_dict, config_to_dict
 from priorlab.platform import runtime
 from priorlab.platform.report import STUDY_FILE, build_report
 from priorlab.platform.results import ResultsStore, trial_row
@@ -133,7 +133,11 @@ def run_sweep(
     if use_gpu:
         concurrent = max(1, min(concurrent, int(rt.gpus // res.workers) or 1))
     n_samples = samples or study.default_samples
-    max_t = math.ceil(int(fixed.get("max_iters", 1)) / int(fixed.get("eval_every", 1)))
+    full_config = {**config_to_dict(config_from_dict(study.config_cls, fixed)), **fixed}
+    max_t = study.reports_per_trial(full_config)
+    grid = math.prod(len(v["grid_search"]) for v in space.values()
+                     if isinstance(v, dict) and "grid_search" in v)
+    n_trials = n_samples * grid
 
     trainable = tune.with_resources(study.trainable, {"CPU": 0.01})
     if resume:
@@ -161,15 +165,15 @@ def run_sweep(
                 callbacks=[_results_callback(experiment)], verbose=1,
             ),
         )
-    print(f"[priorlab] {study.name}: {n_samples} trials, {concurrent} at a time, "
+    print(f"[priorlab] {study.name}: {n_trials} trials, {concurrent} at a time, "
           f"experiment {experiment}", flush=True)
     grid = tuner.fit()
     # Rows are written by the ResultsCallback as each trial ends; a trial cut short by Ctrl-C
     # is not finished and gets no row (its checkpoints stay for --resume).
     finished = len(ResultsStore(experiment).read())
-    interrupted = finished < n_samples
+    interrupted = finished < n_trials
     if interrupted:
-        print(f"[priorlab] sweep interrupted: {finished} of {n_samples} trials finished, state "
+        print(f"[priorlab] sweep interrupted: {finished} of {n_trials} trials finished, state "
               f"saved. Continue with: priorlab sweep {study.name} --resume --name {experiment.name}"
               f" --runs-dir {runs_dir}", flush=True)
     report = build_report(experiment)

@@ -36,6 +36,8 @@ class Study:
     """Given the seed and the keys actually searched (the user may pin some), the searcher."""
     make_scheduler: Callable[[int], Any]
     """Given max_t (the number of reports a full trial makes), the trial scheduler."""
+    reports_per_trial: Callable[[dict[str, Any]], int] = lambda fixed: 1
+    """How many reports a full trial makes, given the fixed config (ASHA's max_t)."""
     prepare_data: Callable[[Any, dict[str, Any]], None] | None = None
     """Checks the data is there and warms caches in the driver (data_root, fixed config)."""
     default_samples: int = 4

@@ -10,6 +10,7 @@ laptop's (override with `priorlab sweep memory-label-injection max_iters=... cha
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ray import tune
@@ -79,6 +80,7 @@ STUDY = Study(
     curve_label="shot (k)",
     make_searcher=make_searcher,
     make_scheduler=make_scheduler,
+    reports_per_trial=lambda fixed: math.ceil(int(fixed["max_iters"]) / int(fixed["eval_every"])),
     prepare_data=prepare_data,
     default_samples=4,
     extra_columns=("lr", "channels"),

@@ -79,6 +79,11 @@ class HyperConfig:
     lr_milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
     lr_gamma: float = 0.2
     """LR multiplier at each milestone ("reduced fivefold", Sec. 3.4.1)."""
+    dataset: str = "cifar10"
+    """`cifar10`, `cifar100` (Sec. 3.4.1) or `omniglot` (character x rotation classes of the
+    Vinyals train split: the CPU-scale stand-in used by the hyper-design study)."""
+    test_per_class: int = 5
+    """omniglot only: drawings per class held out for testing (of 20)."""
     batch_size: int = 128
     swa: bool = False
     """Stochastic weight averaging over embeddings, hypernetworks and all other parameters
@@ -105,6 +110,8 @@ class HyperConfig:
         return 16 if self.arch == "wrn" else self.stage_widths()[0]
 
     def validate(self) -> None:
+        if self.dataset not in ("cifar10", "cifar100", "omniglot"):
+            raise ConfigError(f"dataset={self.dataset!r}: choose cifar10, cifar100 or omniglot")
         if self.arch not in ARCHS:
             raise ConfigError(f"arch={self.arch!r}: choose one of {list(ARCHS)}")
         if self.sharing not in SHARINGS:

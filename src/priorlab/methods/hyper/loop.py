@@ -16,13 +16,15 @@ checkpoint or a Serve app should use afterwards is ``export_plain(learner.final_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 
+from priorlab.methods.checkpoint import LoadedCheckpoint, save_checkpoint, set_rng_state
+from priorlab.methods.configuration import config_to_dict
 from priorlab.methods.hyper.config import HyperConfig
 from priorlab.methods.hyper.hypernet import embedding_grad_ratios, output_l2, param_groups
 from priorlab.methods.hyper.resnets import build_model
@@ -47,10 +49,15 @@ def evaluate(model: nn.Module, loader: Iterable, device="cpu") -> float:
     return correct / max(total, 1)
 
 
+METHOD = "hyper"
+
+
 @dataclass
 class SupervisedLearner:
     cfg: HyperConfig
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    wrap: Callable[[nn.Module], nn.Module] | None = None
+    """Optional wrapper applied after the optimiser is built (e.g. Ray Train's DDP prepare_model)."""
 
     def __post_init__(self):
         torch.manual_seed(self.cfg.seed)
@@ -64,13 +71,40 @@ class SupervisedLearner:
         self.swa_model = AveragedModel(self.model) if self.cfg.swa else None
         self.swa_scheduler = SWALR(self.optimizer, swa_lr=self.cfg.swa_lr) if self.cfg.swa else None
         self.epoch = 0
+        if self.wrap is not None:
+            self.model = self.wrap(self.model)
+
+    @property
+    def bare_model(self) -> nn.Module:
+        return getattr(self.model, "module", self.model)
+
+    def save(self, directory, metrics: dict | None = None):
+        extra = {"scheduler": self.scheduler.state_dict(), "epoch": self.epoch}
+        if self.swa_model is not None:
+            extra["swa_model"] = self.swa_model.state_dict()
+            extra["swa_scheduler"] = self.swa_scheduler.state_dict()
+        return save_checkpoint(directory, method=METHOD, step=self.epoch,
+                               config=config_to_dict(self.cfg), model=self.bare_model,
+                               optimizer=self.optimizer, metrics=metrics, extra_state=extra)
+
+    def restore(self, ckpt: LoadedCheckpoint) -> None:
+        self.bare_model.load_state_dict(ckpt.model_state)
+        state = ckpt.train_state or {}
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.swa_model is not None and "swa_model" in state:
+                self.swa_model.load_state_dict(state["swa_model"])
+                self.swa_scheduler.load_state_dict(state["swa_scheduler"])
+            set_rng_state(state["rng"])
+        self.epoch = int(state.get("epoch", ckpt.step))
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         loss_ce = F.cross_entropy(logits, y)
         terms = {"train/loss_ce": float(loss_ce.detach())}
         loss = loss_ce
         if self.is_hyper and self.cfg.lambda_output_l2 > 0:
-            loss_l2 = output_l2(self.model)
+            loss_l2 = output_l2(self.bare_model)
             loss = loss + self.cfg.lambda_output_l2 * loss_l2
             terms["train/loss_output_l2"] = float(loss_l2.detach())
         return loss, terms
@@ -86,7 +120,7 @@ class SupervisedLearner:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if i == 0 and self.is_hyper:
-                ratios = embedding_grad_ratios(self.model)  # Fig. 3.3 diagnostic
+                ratios = embedding_grad_ratios(self.bare_model)  # Fig. 3.3 diagnostic
             self.optimizer.step()
             total += float(loss.detach()) * len(y)
             correct += int((logits.argmax(-1) == y).sum())
@@ -95,7 +129,7 @@ class SupervisedLearner:
                 sums[k] = sums.get(k, 0.0) + v * len(y)
         in_swa = self.cfg.swa and self.epoch >= self.cfg.swa_start_epoch
         if in_swa:
-            self.swa_model.update_parameters(self.model)
+            self.swa_model.update_parameters(self.bare_model)
             self.swa_scheduler.step()
         else:
             self.scheduler.step()
@@ -111,7 +145,7 @@ class SupervisedLearner:
     def final_model(self, train_loader: Iterable | None = None) -> nn.Module:
         """The SWA average (BN statistics recomputed on ``train_loader``) or the current model."""
         if self.swa_model is None or self.swa_model.n_averaged.item() == 0:
-            return self.model
+            return self.bare_model
         if train_loader is None:
             raise ValueError("SWA needs the training loader to recompute BatchNorm statistics")
         update_bn(((_inputs(x, self.device)) for x, _ in train_loader), self.swa_model)

@@ -1,0 +1,127 @@
+"""Ray Train trainable for supervised (Hyper)ResNets / WRNs (thesis Sec. 3.4.1).
+
+``train_fn_per_worker`` runs ``priorlab.methods.hyper.loop.SupervisedLearner`` epoch by epoch
+(DDP across workers through Ray Train: gloo on CPU, nccl with GPUs; the batch is split across
+workers), reports ``train/loss`` and ``eval/acc`` (test split; the SWA average at the end) with
+a checkpoint every epoch, and resumes from the latest one (model, optimiser, LR schedule, SWA
+state, epoch, RNG). ``train_driver_fn`` is the Tune function trainable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from ray.train.torch import TorchTrainer
+
+from priorlab.methods.configuration import config_from_dict
+from priorlab.methods.hyper.config import HyperConfig
+from priorlab.methods.hyper.loop import METHOD, SupervisedLearner, evaluate
+from priorlab.trainables.common import (
+    report_with_checkpoint, restore_from_train_checkpoint, split_config,
+)
+
+METHOD_KEYS = {f.name for f in dataclasses.fields(HyperConfig)}
+
+
+def load_arrays(cfg: HyperConfig, data_root: str):
+    """((x_train, y_train), (x_test, y_test)) as uint8 NCHW / int64 numpy arrays."""
+    if cfg.dataset == "omniglot":
+        from priorlab.data.classification import omniglot_classification
+
+        return omniglot_classification(data_root, "train", n_classes=cfg.num_classes,
+                                       test_per_class=cfg.test_per_class, seed=cfg.seed)
+    from priorlab.data.cifar import load_cifar
+
+    out = []
+    for split in ("train", "test"):
+        d = load_cifar(data_root, cfg.dataset, split)
+        out.append((d.images.transpose(0, 3, 1, 2).copy(), d.labels))
+    return tuple(out)
+
+
+def cifar_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Standard CIFAR augmentation: pad 4 + random 32x32 crop, random horizontal flip."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+class _Augmenting:
+    def __init__(self, loader, enabled: bool, seed: int):
+        self.loader, self.enabled = loader, enabled
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield (cifar_augment(x, self.generator) if self.enabled else x), y
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    overrides, res = split_config(config, METHOD_KEYS)
+    cfg = config_from_dict(HyperConfig, overrides)
+    torch.set_num_threads(max(1, round(res.cpus_per_worker)))
+    ctx = ray.train.get_context()
+    world = ctx.get_world_size()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by workers={world}")
+    (xtr, ytr), (xte, yte) = load_arrays(cfg, res.data_root)
+    learner = SupervisedLearner(cfg, device=ray.train.torch.get_device(),
+                                wrap=ray.train.torch.prepare_model if world > 1 else None)
+    restored = restore_from_train_checkpoint(METHOD)
+    if restored is not None:
+        learner.restore(restored)
+        print(f"[priorlab] resumed at epoch {learner.epoch}")
+    gen = torch.Generator().manual_seed(cfg.seed + learner.epoch)
+    train_loader = DataLoader(TensorDataset(torch.from_numpy(xtr), torch.from_numpy(ytr)),
+                              batch_size=cfg.batch_size // world, shuffle=True, generator=gen)
+    if world > 1:
+        train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
+    test_loader = DataLoader(TensorDataset(torch.from_numpy(xte), torch.from_numpy(yte)),
+                             batch_size=256)
+    augmented = _Augmenting(train_loader, cfg.dataset.startswith("cifar"), cfg.seed + learner.epoch)
+    while learner.epoch < cfg.epochs:
+        if world > 1 and hasattr(train_loader, "sampler") and hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(learner.epoch)
+        metrics = learner.train_epoch(augmented)
+        last = learner.epoch == cfg.epochs
+        model = learner.final_model(augmented) if last else learner.bare_model
+        metrics["eval/acc"] = evaluate(model, test_loader, learner.device)
+        metrics["train/start_epoch"] = float(restored.step if restored else 0)
+        report_with_checkpoint(metrics, learner.save, learner.epoch)
+
+
+def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
+    overrides, res = split_config(config, METHOD_KEYS)
+    config_from_dict(HyperConfig, overrides)  # fail in the driver, not in every worker
+    if not res.data_root:
+        raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
+    return TorchTrainer(
+        train_fn_per_worker, train_loop_config=config, scaling_config=res.scaling_config(),
+        run_config=ray.train.RunConfig(
+            name=res.run_name or None, storage_path=res.storage_path or None,
+            callbacks=callbacks or [], checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def fit(config: dict[str, Any]) -> "ray.train.Result":
+    return build_trainer(config).fit()
+
+
+def train_driver_fn(config: dict[str, Any]) -> None:
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    config = dict(config)
+    if not config.get("run_name"):
+        config["run_name"] = f"train_{ray.tune.get_context().get_trial_id()}"
+    build_trainer(config, callbacks=[TuneReportCallback()]).fit()
