@@ -99,3 +99,30 @@ def report_with_checkpoint(metrics: dict[str, float], save, step: int) -> None:
             save(Path(tmp) / "ckpt")
             checkpoint = ray.train.Checkpoint.from_directory(str(Path(tmp) / "ckpt"))
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))
+
+
+def torch_trainer(train_fn, config: dict[str, Any], res: RunResources, *, datasets=None,
+                  callbacks: list | None = None):
+    """The TorchTrainer every method uses: its resources, a stable run name (so a rerun with the
+    same name resumes from the latest checkpoint) and the two newest checkpoints kept."""
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        train_fn, train_loop_config=config, scaling_config=res.scaling_config(),
+        run_config=ray.train.RunConfig(
+            name=res.run_name or None, storage_path=res.storage_path or None,
+            callbacks=callbacks or [], checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+        datasets=datasets or {},
+    )
+
+
+def fit_in_tune(build_trainer, config: dict[str, Any]) -> None:
+    """Body of every ``train_driver_fn``: build the trial's TorchTrainer and forward its reports
+    to Tune (Train V2 + Tune: the Trainer runs inside a Tune function trainable)."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    config = dict(config)
+    if not config.get("run_name"):
+        config["run_name"] = f"train_{ray.tune.get_context().get_trial_id()}"
+    build_trainer(config, callbacks=[TuneReportCallback()]).fit()

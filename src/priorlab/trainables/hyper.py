@@ -22,7 +22,7 @@ from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.hyper.config import HyperConfig
 from priorlab.methods.hyper.loop import METHOD, SupervisedLearner, evaluate
 from priorlab.trainables.common import (
-    report_with_checkpoint, restore_from_train_checkpoint, split_config,
+    fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint, split_config, torch_trainer,
 )
 
 METHOD_KEYS = {f.name for f in dataclasses.fields(HyperConfig)}
@@ -105,12 +105,7 @@ def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> Torc
     config_from_dict(HyperConfig, overrides)  # fail in the driver, not in every worker
     if not res.data_root:
         raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
-    return TorchTrainer(
-        train_fn_per_worker, train_loop_config=config, scaling_config=res.scaling_config(),
-        run_config=ray.train.RunConfig(
-            name=res.run_name or None, storage_path=res.storage_path or None,
-            callbacks=callbacks or [], checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
-    )
+    return torch_trainer(train_fn_per_worker, config, res, callbacks=callbacks)
 
 
 def fit(config: dict[str, Any]) -> "ray.train.Result":
@@ -118,10 +113,5 @@ def fit(config: dict[str, Any]) -> "ray.train.Result":
 
 
 def train_driver_fn(config: dict[str, Any]) -> None:
-    import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    config = dict(config)
-    if not config.get("run_name"):
-        config["run_name"] = f"train_{ray.tune.get_context().get_trial_id()}"
-    build_trainer(config, callbacks=[TuneReportCallback()]).fit()
+    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    fit_in_tune(build_trainer, config)

@@ -27,8 +27,8 @@ from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.loop import METHOD, MemoryLearner, evaluate, train
 from priorlab.trainables.common import (
-    RunResources, latest_saved_step, report_with_checkpoint, restore_from_train_checkpoint,
-    split_config,
+    RunResources, fit_in_tune, latest_saved_step, report_with_checkpoint,
+    restore_from_train_checkpoint, split_config, torch_trainer,
 )
 from priorlab.trainables.streams import episode_dataset, local_batches, shard_batches
 
@@ -94,18 +94,7 @@ def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> Torc
             image_size=cfg.image_size, base_seed=cfg.seed, start_step=start,
             n_steps=cfg.max_iters - start, meta_batch=cfg.meta_batch, num_cpus=res.data_cpus,
         )
-    return TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config=config,
-        scaling_config=res.scaling_config(),
-        run_config=ray.train.RunConfig(
-            name=res.run_name or None,
-            storage_path=res.storage_path or None,
-            callbacks=callbacks or [],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        ),
-        datasets=datasets,
-    )
+    return torch_trainer(train_fn_per_worker, config, res, datasets=datasets, callbacks=callbacks)
 
 
 def fit(config: dict[str, Any]) -> "ray.train.Result":
@@ -115,10 +104,4 @@ def fit(config: dict[str, Any]) -> "ray.train.Result":
 
 def train_driver_fn(config: dict[str, Any]) -> None:
     """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
-    import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    config = dict(config)
-    if not config.get("run_name"):
-        config["run_name"] = f"train_{ray.tune.get_context().get_trial_id()}"
-    build_trainer(config, callbacks=[TuneReportCallback()]).fit()
+    fit_in_tune(build_trainer, config)
