@@ -99,7 +99,7 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     if not meta_path.is_file():
         raise CheckpointError(
             f"{directory} is not a priorlab checkpoint (no {META}); pass a checkpoint "
-            "directory such as EXPERIMENT/<trial>/checkpoint_* as printed by `priorlab sweep`"
+            "directory such as EXPERIMENT/train_runs/train_<trial>/checkpoint_<step> (see `priorlab sweep` output)"
         )
     return json.loads(meta_path.read_text())
 
