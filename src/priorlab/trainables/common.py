@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import ray.train
+import torch
 
 from priorlab.methods.checkpoint import META, load_checkpoint
 
@@ -63,6 +64,22 @@ def split_config(config: dict[str, Any], method_keys: set[str]) -> tuple[dict, R
     method = {k: v for k, v in config.items() if k in method_keys}
     resources = RunResources(**{k: v for k, v in config.items() if k in platform})
     return method, resources
+
+
+def worker_setup(config: dict[str, Any], config_cls: type, batch_field: str):
+    """The prologue of every ``train_fn_per_worker``: the method config, the run resources and
+    the world size, with torch's threads matched to the worker's CPU share and the batch
+    checked to split evenly across workers."""
+    from priorlab.methods.configuration import config_from_dict
+
+    overrides, res = split_config(config, {f.name for f in fields(config_cls)})
+    cfg = config_from_dict(config_cls, overrides)
+    torch.set_num_threads(max(1, round(res.cpus_per_worker)))
+    world = ray.train.get_context().get_world_size()
+    batch = getattr(cfg, batch_field)
+    if batch % world:
+        raise ValueError(f"{batch_field}={batch} must be divisible by workers={world}")
+    return cfg, res, world
 
 
 def checkpoint_dir_name(step: int) -> str:

@@ -23,6 +23,7 @@ from priorlab.methods.hyper.config import HyperConfig
 from priorlab.methods.hyper.loop import METHOD, SupervisedLearner, evaluate
 from priorlab.trainables.common import (
     fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint, split_config, torch_trainer,
+    worker_setup,
 )
 
 METHOD_KEYS = {f.name for f in dataclasses.fields(HyperConfig)}
@@ -67,13 +68,7 @@ class _Augmenting:
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
-    overrides, res = split_config(config, METHOD_KEYS)
-    cfg = config_from_dict(HyperConfig, overrides)
-    torch.set_num_threads(max(1, round(res.cpus_per_worker)))
-    ctx = ray.train.get_context()
-    world = ctx.get_world_size()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by workers={world}")
+    cfg, res, world = worker_setup(config, HyperConfig, "batch_size")
     (xtr, ytr), (xte, yte) = load_arrays(cfg, res.data_root)
     learner = SupervisedLearner(cfg, device=ray.train.torch.get_device(),
                                 wrap=ray.train.torch.prepare_model if world > 1 else None)

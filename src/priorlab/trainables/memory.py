@@ -28,7 +28,7 @@ from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.loop import METHOD, MemoryLearner, evaluate, train
 from priorlab.trainables.common import (
     RunResources, fit_in_tune, latest_saved_step, report_with_checkpoint,
-    restore_from_train_checkpoint, split_config, torch_trainer,
+    restore_from_train_checkpoint, split_config, torch_trainer, worker_setup,
 )
 from priorlab.trainables.streams import episode_dataset, local_batches, shard_batches
 
@@ -41,13 +41,7 @@ def eval_seeds(cfg: MemoryConfig, n: int | None = None) -> list[int]:
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
-    overrides, res = split_config(config, METHOD_KEYS)
-    cfg = config_from_dict(MemoryConfig, overrides)
-    torch.set_num_threads(max(1, round(res.cpus_per_worker)))
-    ctx = ray.train.get_context()
-    world = ctx.get_world_size()
-    if cfg.meta_batch % world:
-        raise ValueError(f"meta_batch={cfg.meta_batch} must be divisible by workers={world}")
+    cfg, res, world = worker_setup(config, MemoryConfig, "meta_batch")
 
     learner = MemoryLearner(cfg, device=ray.train.torch.get_device(),
                             wrap=ray.train.torch.prepare_model if world > 1 else None)
@@ -65,7 +59,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         train_sampler = OnlineEpisodeSampler(
             load_omniglot_split(res.data_root, cfg.train_split, cfg.image_size, progress=False),
             cfg.n_way, cfg.n_shot)
-        rank = ctx.get_world_rank()
+        rank = ray.train.get_context().get_world_rank()
         batches = ((x[rank * per_worker:(rank + 1) * per_worker], y[rank * per_worker:(rank + 1) * per_worker])
                    for x, y in local_batches(train_sampler, base_seed=cfg.seed,
                                              start_step=learner.step, meta_batch=cfg.meta_batch))
