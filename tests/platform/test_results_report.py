@@ -52,3 +52,40 @@ def test_report_errors_are_actionable(tmp_path):
     (tmp_path / STUDY_FILE).write_text(json.dumps({"study": "memory-label-injection", "fixed": {}}))
     with pytest.raises(ReportError, match="--resume"):
         build_report(tmp_path)
+
+
+def test_thesis_table_cells_are_mean_ci_n():
+    from priorlab.platform.report import thesis_table
+
+    df = pd.DataFrame({"model": ["A", "A", "A", "B"], "config/k_shot": [1, 1, 5, 1],
+                       "acc": [0.4, 0.6, 0.7, 0.3]})
+    t = thesis_table(df, "model", "config/k_shot", "acc", title="T",
+                     col_name=lambda k: f"{k}-shot 5-way")
+    assert list(t.frame.columns) == ["1-shot 5-way", "5-shot 5-way"]
+    ci = 1.96 * np.std([0.4, 0.6], ddof=1) / np.sqrt(2)
+    assert t.frame.loc["A", "1-shot 5-way"] == f"{0.5:.4g} ± {ci:.2g} (n=2)"
+    assert t.frame.loc["B", "5-shot 5-way"] == "-" and t.frame.loc["A", "5-shot 5-way"] == "0.7 (n=1)"
+    assert t.text().splitlines()[0] == "T" and "| A |" in t.markdown()
+
+
+def test_hyper_maml_report_is_laid_out_as_tables_3_6_and_3_7(tmp_path):
+    fixed = {"meta_train": "omniglot", "cross_domain": "digits", "arch": "resnet12",
+             "meta_iters": 2, "eval_every": 1}
+    (tmp_path / STUDY_FILE).write_text(json.dumps({"study": "hyper-maml", "fixed": fixed, "seed": 0}))
+    rows, history = [], []
+    rng = np.random.default_rng(0)
+    for i, (hyper, k) in enumerate([(h, k) for h in (True, False) for k in (1, 5) for _ in range(3)]):
+        metrics = {"eval/same/acc": rng.uniform(), "eval/cross/acc": rng.uniform(),
+                   "diag/movement_early": 0.01, "diag/movement_mid": 0.02,
+                   "diag/movement_late": 0.03, "iteration": 2}
+        config = {**fixed, "hyper": hyper, "k_shot": k, "seed": i % 3}
+        rows.append(trial_row(f"t{i}", "TERMINATED", config, metrics))
+        history += [trial_row(f"t{i}", "RUNNING", config, {**metrics, "iteration": it})
+                    for it in (0, 1, 2)]
+    ResultsStore(tmp_path).upsert(rows, history)
+    rep = build_report(tmp_path)
+    assert "cf. Table 3.6" in rep.text and "cf. Table 3.7" in rep.text and "Fig. 3.5" in rep.text
+    assert "HyperResNet-12" in rep.text and "1-shot 5-way" in rep.text and "(n=3)" in rep.text
+    md = rep.tables_path.read_text()
+    assert md.count("| HyperResNet-12 |") == 3 and md.count("| ResNet-12 |") == 3
+    assert rep.curves_path.stat().st_size > 1000

@@ -101,47 +101,82 @@ class MAMLLearner:
         return {n: float((self.params[n] - initial[n]).detach().norm()) for n in self.maml.adapt_names}
 
 
-def _inputs(x, device) -> torch.Tensor:
+def _inputs(x, device, transform=None) -> torch.Tensor:
     x = torch.as_tensor(x, device=device)
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    return transform(x) if transform is not None else x
 
 
 def meta_train_step(maml: MAML, optimizer: torch.optim.Optimizer, tasks, *, inner_steps: int = 1,
-                    device: torch.device | str = "cpu") -> dict[str, float]:
-    """One outer update (Eq. 3.2) on a meta-batch of FewShotTasks; returns query loss / accuracy."""
+                    device: torch.device | str = "cpu", n_total: int | None = None,
+                    regularizer: Callable[[], torch.Tensor] | None = None,
+                    sync: Callable[[], None] | None = None,
+                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    ) -> dict[str, float]:
+    """One outer update (Eq. 3.2) on a meta-batch of FewShotTasks; returns query loss / accuracy.
+
+    With data-parallel workers each one passes its share of the meta-batch, ``n_total`` (the
+    whole meta-batch size, the loss normaliser) and ``sync`` (called after backward, before the
+    step: e.g. an all-reduce of gradients). ``regularizer()`` is added to the outer loss once
+    (e.g. the l2 penalty on generated weights); ``transform`` maps float inputs to model inputs.
+    """
     device = torch.device(device)
+    n_total = n_total or len(tasks)
     optimizer.zero_grad(set_to_none=True)
     losses, correct, total = [], 0, 0
     for task in tasks:
-        xs, ys = _inputs(task.x_support, device), torch.as_tensor(task.y_support, device=device)
-        xq, yq = _inputs(task.x_query, device), torch.as_tensor(task.y_query, device=device)
+        xs = _inputs(task.x_support, device, transform)
+        ys = torch.as_tensor(task.y_support, device=device)
+        xq = _inputs(task.x_query, device, transform)
+        yq = torch.as_tensor(task.y_query, device=device)
         learner = maml.clone()
         for _ in range(inner_steps):
             learner.adapt(F.cross_entropy(learner(xs), ys))
         logits = learner(xq)
-        loss = F.cross_entropy(logits, yq) / len(tasks)
-        loss.backward()
-        losses.append(float(loss.detach()) * len(tasks))
+        loss = F.cross_entropy(logits, yq)
+        (loss / n_total).backward()
+        losses.append(float(loss.detach()))
         correct += int((logits.argmax(-1) == yq).sum())
         total += len(yq)
+    if regularizer is not None:
+        regularizer().backward()
+    if sync is not None:
+        sync()
     optimizer.step()
-    return {"train/loss": sum(losses) / len(losses), "train/acc": correct / total}
+    return {"train/loss": sum(losses) / max(len(losses), 1), "train/acc": correct / max(total, 1)}
+
+
+def adapt_to_task(maml: MAML, task, *, inner_steps: int = 1, device: torch.device | str = "cpu",
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  ) -> tuple["MAMLLearner", float]:
+    """Adapt a clone to ``task``'s support set (no second-order graph); the learner and its
+    query accuracy."""
+    device = torch.device(device)
+    xs = _inputs(task.x_support, device, transform)
+    ys = torch.as_tensor(task.y_support, device=device)
+    xq = _inputs(task.x_query, device, transform)
+    yq = torch.as_tensor(task.y_query, device=device)
+    learner = maml.clone()
+    with torch.enable_grad():
+        for _ in range(inner_steps):
+            learner.adapt(F.cross_entropy(learner(xs), ys), keep_graph=False)
+    with torch.no_grad():
+        acc = float((learner(xq).argmax(-1) == yq).float().mean())
+    return learner, acc
+
+
+def mean_ci95(values) -> tuple[float, float]:
+    """Mean and the half-width of its normal 95% interval (nan for fewer than two values)."""
+    a = torch.tensor(list(values), dtype=torch.float64)
+    ci = float(1.96 * a.std(unbiased=True) / len(a) ** 0.5) if len(a) > 1 else float("nan")
+    return float(a.mean()), ci
 
 
 def evaluate_tasks(maml: MAML, tasks, *, inner_steps: int = 1,
-                   device: torch.device | str = "cpu") -> tuple[float, float]:
+                   device: torch.device | str = "cpu",
+                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   ) -> tuple[float, float]:
     """Mean query accuracy after adaptation and its 95% interval half-width over tasks."""
-    device = torch.device(device)
-    accs = []
-    for task in tasks:
-        xs, ys = _inputs(task.x_support, device), torch.as_tensor(task.y_support, device=device)
-        xq, yq = _inputs(task.x_query, device), torch.as_tensor(task.y_query, device=device)
-        learner = maml.clone()
-        with torch.enable_grad():
-            for _ in range(inner_steps):
-                learner.adapt(F.cross_entropy(learner(xs), ys), keep_graph=False)
-        with torch.no_grad():
-            accs.append(float((learner(xq).argmax(-1) == yq).float().mean()))
-    a = torch.tensor(accs, dtype=torch.float64)
-    ci = float(1.96 * a.std(unbiased=True) / len(accs) ** 0.5) if len(accs) > 1 else float("nan")
-    return float(a.mean()), ci
+    accs = [adapt_to_task(maml, t, inner_steps=inner_steps, device=device, transform=transform)[1]
+            for t in tasks]
+    return mean_ci95(accs)

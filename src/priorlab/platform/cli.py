@@ -29,7 +29,8 @@ USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, Ch
                DownloadError, InvalidFileError, FileExistsError)
 
 # checkpoint method tag -> "module:function" evaluating it (loaded lazily)
-EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint"}
+EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
+              "hyper-maml": "priorlab.methods.hyper.meta:evaluate_checkpoint"}
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -104,6 +105,10 @@ def cmd_report(args) -> int:
     report = build_report(args.experiment)
     print(report.text)
     print(f"\ntable: {report.csv_path}\nplot:  {report.plot_path}")
+    if report.tables_path is not None:
+        print(f"thesis tables: {report.tables_path}")
+    if report.curves_path is not None:
+        print(f"curves: {report.curves_path}")
     return 0
 
 
@@ -116,13 +121,22 @@ def cmd_eval(args) -> int:
     module, fn = EVALUATORS[meta["method"]].split(":")
     metrics = getattr(importlib.import_module(module), fn)(
         args.checkpoint, resolve_data_root(args.data_dir), episodes=args.episodes, split=args.split)
-    print(f"{meta['method']} checkpoint at step {int(metrics['step'])}, "
-          f"{int(metrics['eval/episodes'])} {args.split} episodes")
-    print(f"{'shot':>4}  {'accuracy':>8}  {'95% CI':>8}")
-    k = 0
-    while f"eval/acc_{k}shot" in metrics:
-        print(f"{k:>4}  {metrics[f'eval/acc_{k}shot']:8.4f}  ±{metrics[f'eval/acc_{k}shot_ci95']:.4f}")
-        k += 1
+    n = int(metrics.get("eval/episodes", metrics.get("eval/tasks", args.episodes)))
+    print(f"{meta['method']} checkpoint at step {int(metrics['step'])}, {n} {args.split} episodes")
+    if "eval/acc_0shot" in metrics:  # online episodes: accuracy at each shot
+        print(f"{'shot':>4}  {'accuracy':>8}  {'95% CI':>8}")
+        k = 0
+        while f"eval/acc_{k}shot" in metrics:
+            print(f"{k:>4}  {metrics[f'eval/acc_{k}shot']:8.4f}  ±{metrics[f'eval/acc_{k}shot_ci95']:.4f}")
+            k += 1
+        return 0
+    keys = sorted(k for k in metrics if k.startswith(("eval/", "diag/")) and not k.endswith("_ci95")
+                  and k not in ("eval/tasks", "eval/episodes"))
+    width = max(len(k) for k in keys) if keys else 6
+    print(f"{'metric':<{width}}  {'value':>8}  {'95% CI':>8}")
+    for k in keys:
+        ci = metrics.get(f"{k}_ci95")
+        print(f"{k:<{width}}  {metrics[k]:8.4f}  " + (f"±{ci:.4f}" if ci is not None else ""))
     return 0
 
 

@@ -30,6 +30,88 @@ class Report:
     text: str
     plot_path: Path | None
     csv_path: Path
+    tables_path: Path | None = None
+    curves_path: Path | None = None
+
+
+@dataclass
+class ReportTable:
+    """One table laid out as in the thesis: rows x columns of formatted cells."""
+
+    title: str
+    frame: pd.DataFrame
+
+    def text(self) -> str:
+        cols = [self.frame.index.name or ""] + [str(c) for c in self.frame.columns]
+        rows = [[str(i)] + [str(v) for v in r] for i, r in zip(self.frame.index, self.frame.values)]
+        widths = [max(len(c), *(len(r[j]) for r in rows)) if rows else len(c)
+                  for j, c in enumerate(cols)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        return "\n".join([self.title, fmt.format(*cols), fmt.format(*["-" * w for w in widths])]
+                         + [fmt.format(*r) for r in rows])
+
+    def markdown(self) -> str:
+        cols = [self.frame.index.name or ""] + [str(c) for c in self.frame.columns]
+        lines = [f"**{self.title}**", "", "| " + " | ".join(cols) + " |",
+                 "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join([str(i)] + [str(v) for v in r]) + " |"
+                  for i, r in zip(self.frame.index, self.frame.values)]
+        return "\n".join(lines)
+
+
+def _cell(values: pd.Series, ci: bool) -> str:
+    v = values.dropna().astype(float)
+    if v.empty:
+        return "-"
+    if len(v) == 1:
+        return f"{v.mean():.4g} (n=1)"
+    spread = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if ci else v.std(ddof=1)
+    return f"{v.mean():.4g} ± {spread:.2g} (n={len(v)})"
+
+
+def thesis_table(df: pd.DataFrame, rows: str, cols: str, metric: str, *, title: str,
+                 ci: bool = True, col_name=None, col_order: list | None = None) -> ReportTable:
+    """Pivot ``metric`` into rows x cols cells "mean ± 95% CI (n)" (``ci=False``: ± std)."""
+    missing = [c for c in (rows, cols, metric) if c not in df.columns]
+    if missing:
+        raise ReportError(f"results have no column(s) {missing}; columns: {sorted(df.columns)}")
+    col_values = col_order or sorted(df[cols].dropna().unique(), key=lambda v: (str(type(v)), v))
+    frame = pd.DataFrame(
+        {(col_name(c) if col_name else str(c)): [_cell(df[(df[rows] == r) & (df[cols] == c)][metric], ci)
+                                                 for r in sorted(df[rows].unique())]
+         for c in col_values},
+        index=pd.Index(sorted(df[rows].unique()), name=rows.split("/")[-1]))
+    return ReportTable(title=title, frame=frame)
+
+
+def _plot_history(history: pd.DataFrame, group_by: list[str], x: str, metric: str, title: str,
+                  path: Path) -> Path | None:
+    cols = [f"config/{g}" for g in group_by]
+    if history.empty or x not in history or metric not in history or any(c not in history for c in cols):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    h = history.dropna(subset=[metric])
+    for key, part in h.groupby(cols, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        curve = part.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
+        label = ", ".join(f"{g}={k}" for g, k in zip(group_by, key))
+        ax.plot(curve[x], curve["mean"], marker="o", label=f"{label} (n={int(curve['count'].max())})")
+        ax.fill_between(curve[x], curve["mean"] - curve["std"].fillna(0),
+                        curve["mean"] + curve["std"].fillna(0), alpha=0.15)
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def read_study_file(experiment: Path) -> dict:
@@ -120,4 +202,18 @@ def build_report(experiment: str | Path) -> Report:
     table.to_csv(csv_path, index=False)
     plot_path = _plot(table, group_by, curve, study.curve_label,
                       f"{study.name} ({len(df)} trials)", experiment / "report.png")
-    return Report(table=table, text=text, plot_path=plot_path, csv_path=csv_path)
+    tables_path = curves_path = None
+    if study.tables is not None:
+        shaped = study.tables(df, info.get("fixed", {}))
+        if shaped:
+            text = "\n\n".join([text] + [t.text() for t in shaped])
+            tables_path = experiment / "tables.md"
+            tables_path.write_text(f"# {study.name}: {study.description}\n\n"
+                                   + "\n\n".join(t.markdown() for t in shaped) + "\n")
+    if study.history_curve is not None:
+        x, metric = study.history_curve
+        curves_path = _plot_history(ResultsStore(experiment).read_history(), group_by, x, metric,
+                                    f"{study.name}: {metric} during training",
+                                    experiment / "curves.png")
+    return Report(table=table, text=text, plot_path=plot_path, csv_path=csv_path,
+                  tables_path=tables_path, curves_path=curves_path)

@@ -42,3 +42,9 @@ class Study:
     """Checks the data is there and warms caches in the driver (data_root, fixed config)."""
     default_samples: int = 4
     extra_columns: tuple[str, ...] = field(default=())
+    tables: Callable[[Any, dict[str, Any]], list] | None = None
+    """The thesis-shaped tables of `priorlab report`: (results DataFrame, fixed config) ->
+    list of ``platform.report.ReportTable`` (built with ``platform.report.thesis_table``)."""
+    history_curve: tuple[str, str] | None = None
+    """(x, metric) columns of history.parquet to plot per group as validation curves
+    (e.g. ("iteration", "eval/cross/acc") for Fig. 3.6); None: no curve plot."""

@@ -1,0 +1,97 @@
+"""Ray Train trainable for MAML over (Hyper)ResNets (thesis Sec. 3.3.1-3.3.2, 3.4.3).
+
+``train_fn_per_worker`` runs ``priorlab.methods.hyper.meta.MetaLearner``: the pre-training
+phase (or a pre-trained checkpoint) with the classifier reset, then meta-training. It reports
+``train/*`` (averaged since the last report), the evaluation accuracies
+``eval/{same,cross}/acc_{k}shot`` (+ ``_ci95``) and the Fig. 3.5 movement diagnostics
+``diag/movement_{early,mid,late}`` with a checkpoint every ``eval_every`` meta-iterations (the
+first right after pre-training, at iteration 0), and resumes from the latest checkpoint.
+
+Tasks are sampled inside each worker (a task is a pure function of its seed); with several
+workers each one takes a share of the meta-batch and gradients are all-reduced (gloo on CPU,
+nccl with GPUs) before every outer step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from priorlab.methods.configuration import config_from_dict
+from priorlab.methods.hyper.meta import METHOD, MetaConfig, MetaLearner
+from priorlab.trainables.common import (
+    fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint, split_config, torch_trainer,
+    worker_setup,
+)
+
+METHOD_KEYS = {f.name for f in dataclasses.fields(MetaConfig)}
+
+
+def all_reduce_grads(module: torch.nn.Module) -> None:
+    """Sum every parameter's gradient over the workers (a missing gradient counts as zero)."""
+    for p in module.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    cfg, res, world = worker_setup(config, MetaConfig, "meta_batch")
+    rank = ray.train.get_context().get_world_rank()
+    learner = MetaLearner(cfg, res.data_root, device=ray.train.torch.get_device(), rank=rank,
+                          world=world, sync=all_reduce_grads if world > 1 else None)
+    restored = restore_from_train_checkpoint(METHOD)
+    if restored is not None:
+        learner.restore(restored)
+        print(f"[priorlab] resumed at meta-iteration {learner.iteration}")
+    start = learner.iteration
+    metrics: dict[str, float] = {}
+    if not learner.pretrained_done:
+        every = max(cfg.pretrain_steps // 10, 1)
+
+        def progress(step: int, loss: float) -> None:
+            if rank == 0 and (step % every == 0 or step == cfg.pretrain_steps):
+                print(f"[priorlab] pre-training {step}/{cfg.pretrain_steps} loss {loss:.3f}")
+
+        metrics.update(learner.pretrain(progress))
+        _report(learner, metrics, rank, start)
+    sums: dict[str, float] = {}
+    n = 0
+    while learner.iteration < cfg.meta_iters:
+        for k, v in learner.train_iteration().items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += 1
+        if learner.iteration % cfg.eval_every == 0 or learner.iteration == cfg.meta_iters:
+            _report(learner, {k: v / n for k, v in sums.items()}, rank, start)
+            sums, n = {}, 0
+
+
+def _report(learner: MetaLearner, metrics: dict[str, float], rank: int, start: int) -> None:
+    metrics = dict(metrics)
+    if rank == 0:
+        metrics.update(learner.evaluate())
+    metrics["iteration"] = float(learner.iteration)
+    metrics["train/start_iteration"] = float(start)
+    report_with_checkpoint(metrics, learner.save, learner.iteration)
+
+
+def build_trainer(config: dict[str, Any], callbacks: list | None = None):
+    overrides, res = split_config(config, METHOD_KEYS)
+    config_from_dict(MetaConfig, overrides)  # fail in the driver, not in every worker
+    if not res.data_root:
+        raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
+    return torch_trainer(train_fn_per_worker, config, res, callbacks=callbacks)
+
+
+def fit(config: dict[str, Any]) -> "ray.train.Result":
+    return build_trainer(config).fit()
+
+
+def train_driver_fn(config: dict[str, Any]) -> None:
+    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    fit_in_tune(build_trainer, config)
