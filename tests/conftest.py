@@ -46,3 +46,26 @@ TINY = dict(channels=4, lstm_hidden=16, n_shot=3, report_shots=[1, 2], meta_batc
 @pytest.fixture
 def tiny_memory_config() -> dict:
     return dict(TINY)
+
+
+def _write_pacs(root, per_class=1, size=(12, 10)):
+    """A tiny PACS in its published layout: pacs/<domain>/<class>/<i>.jpg (random pixels)."""
+    import numpy as np
+    from PIL import Image
+
+    from priorlab.data.images import PACS_CLASSES, PACS_DOMAINS
+
+    rng = np.random.default_rng(0)
+    for dom in PACS_DOMAINS:
+        for cls in PACS_CLASSES:
+            for i in range(per_class):
+                p = Path(root) / "pacs" / dom / cls / f"{i}.jpg"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(p)
+    return Path(root)
+
+
+@pytest.fixture
+def write_pacs():
+    """``write_pacs(root, per_class=1, size=(12, 10)) -> root``: a PACS fixture on disk."""
+    return _write_pacs

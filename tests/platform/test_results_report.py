@@ -89,3 +89,25 @@ def test_hyper_maml_report_is_laid_out_as_tables_3_6_and_3_7(tmp_path):
     md = rep.tables_path.read_text()
     assert md.count("| HyperResNet-12 |") == 3 and md.count("| ResNet-12 |") == 3
     assert rep.curves_path.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("study, grid, metric", [
+    ("hyper-rsc", {"hyper": [True, False], "target_domain": ["photo", "art_painting", "cartoon", "sketch"]},
+     "Table 3.8"),
+    ("hyper-design", {"sharing": ["global", "unshared"], "bias": [True, False],
+                      "lambda_output_l2": [0.0, 6.25e-5], "swa": [True, False]}, "Table 3.1"),
+])
+def test_hyper_study_reports_have_thesis_tables(tmp_path, study, grid, metric):
+    import itertools
+
+    (tmp_path / STUDY_FILE).write_text(json.dumps({"study": study, "fixed": {"epochs": 1}, "seed": 0}))
+    keys = list(grid)
+    rows = [trial_row(f"t{i}", "TERMINATED", dict(zip(keys, values)), {"eval/acc": 0.1 * (i % 7)})
+            for i, values in enumerate(itertools.product(*grid.values()))]
+    ResultsStore(tmp_path).upsert(rows)
+    rep = build_report(tmp_path)
+    assert metric in rep.text and rep.tables_path.is_file()
+    if study == "hyper-rsc":
+        assert "HyperResNet-18" in rep.text and "mean" in rep.text and "sketch" in rep.text
+    else:
+        assert "W/O Bias" in rep.text and "l2 = 0" in rep.text and "SWA" in rep.text

@@ -156,3 +156,15 @@ def load_config_file(path: str) -> dict[str, Any]:
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-able dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def check_bounds(cfg: Any, *, at_least_1: Sequence[str] = (), non_negative: Sequence[str] = (),
+                 positive: Sequence[str] = ()) -> None:
+    """ConfigError naming the first field of ``cfg`` outside its bound (for ``validate()``)."""
+    for names, ok, bound in ((at_least_1, lambda v: v >= 1, ">= 1"),
+                             (non_negative, lambda v: v >= 0, ">= 0"),
+                             (positive, lambda v: v > 0, "> 0")):
+        for name in names:
+            value = getattr(cfg, name)
+            if not ok(value):
+                raise ConfigError(f"{name}={value} must be {bound}")

@@ -48,3 +48,13 @@ class Study:
     history_curve: tuple[str, str] | None = None
     """(x, metric) columns of history.parquet to plot per group as validation curves
     (e.g. ("iteration", "eval/cross/acc") for Fig. 3.6); None: no curve plot."""
+
+
+def grid_searcher(seed: int, searched: set[str]):
+    """``make_searcher`` of grid studies: None = Tune's basic variant generator runs the grid."""
+    return None
+
+
+def fifo_scheduler(max_t: int):
+    """``make_scheduler`` of studies that run every trial to the end (ablations): FIFO."""
+    return None

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from ray import tune
 
 from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.hyper.config import HyperConfig
-from priorlab.search_spaces.base import Study
+from priorlab.platform.report import ReportTable, thesis_table
+from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
 from priorlab.trainables.hyper import train_driver_fn
 
 
@@ -31,18 +33,28 @@ def space() -> dict[str, Any]:
     }
 
 
-def make_searcher(seed: int, searched: set[str]):
-    return None  # a full grid: Tune's basic variant generator
-
-
-def make_scheduler(max_t: int):
-    return None  # ablations run every trial to the end (FIFO)
-
-
 def prepare_data(data_root, fixed: dict[str, Any]) -> None:
     from priorlab.trainables.hyper import load_arrays
 
     load_arrays(config_from_dict(HyperConfig, fixed), str(data_root))  # fails fast, warms caches
+
+
+def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
+    """Tables 3.1 (bias), 3.2 (output l2) and 3.5 (SWA): rows = sharing scheme, columns = the
+    choice; each cell averages over the other swept factors (n says how many trials)."""
+    out = []
+    for key, title, names in (
+        ("config/bias", "Hypernetwork bias (cf. Table 3.1)", {True: "W Bias", False: "W/O Bias"}),
+        ("config/lambda_output_l2", "l2 on generated weights (cf. Table 3.2)",
+         None),
+        ("config/swa", "SWA (cf. Table 3.5)", {True: "SWA", False: "no SWA"}),
+    ):
+        if key in df and df[key].nunique() > 1 and "config/sharing" in df:
+            out.append(thesis_table(
+                df, "config/sharing", key, "eval/acc",
+                col_name=(lambda v, names=names: names[bool(v)]) if names else (lambda v: f"l2 = {v:g}"),
+                title=f"{title}: test accuracy, mean ± 95% CI over the other factors (n)"))
+    return out
 
 
 STUDY = Study(
@@ -60,9 +72,10 @@ STUDY = Study(
     group_by=("sharing", "bias", "lambda_output_l2", "swa"),
     curve=lambda config: {0.0: "eval/acc"},
     curve_label="(final test accuracy)",
-    make_searcher=make_searcher,
-    make_scheduler=make_scheduler,
+    make_searcher=grid_searcher,
+    make_scheduler=fifo_scheduler,
     reports_per_trial=lambda fixed: int(fixed["epochs"]),
     prepare_data=prepare_data,
     default_samples=1,
+    tables=tables,
 )

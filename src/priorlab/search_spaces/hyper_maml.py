@@ -26,7 +26,7 @@ from ray import tune
 from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.hyper.meta import TEST_SPLIT, TRAIN_SPLIT, MetaConfig, load_classes
 from priorlab.platform.report import ReportTable, thesis_table
-from priorlab.search_spaces.base import Study
+from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
 from priorlab.trainables.hyper_maml import train_driver_fn
 
 ARCH_NAMES = {"resnet12": "ResNet-12", "resnet18": "ResNet-18"}
@@ -100,8 +100,8 @@ STUDY = Study(
     group_by=("hyper", "k_shot"),
     curve=lambda config: {0.0: "eval/same/acc", 1.0: "eval/cross/acc"},
     curve_label="evaluation (0 = same domain, 1 = cross domain)",
-    make_searcher=lambda seed, searched: None,  # a full grid
-    make_scheduler=lambda max_t: None,  # every trial to the end (FIFO)
+    make_searcher=grid_searcher,
+    make_scheduler=fifo_scheduler,
     reports_per_trial=lambda fixed: 1 + int(fixed["meta_iters"]) // int(fixed["eval_every"])
     + (1 if int(fixed["meta_iters"]) % int(fixed["eval_every"]) else 0),
     prepare_data=prepare_data,

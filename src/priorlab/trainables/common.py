@@ -143,3 +143,18 @@ def fit_in_tune(build_trainer, config: dict[str, Any]) -> None:
     if not config.get("run_name"):
         config["run_name"] = f"train_{ray.tune.get_context().get_trial_id()}"
     build_trainer(config, callbacks=[TuneReportCallback()]).fit()
+
+
+def build_method_trainer(train_fn, config_cls: type, config: dict[str, Any],
+                         callbacks: list | None = None, check=None):
+    """The ``build_trainer`` of every method: the config is checked in the driver (not in every
+    worker), ``check(cfg, resources)`` adds method-specific checks, then the TorchTrainer."""
+    from priorlab.methods.configuration import config_from_dict
+
+    overrides, res = split_config(config, {f.name for f in fields(config_cls)})
+    cfg = config_from_dict(config_cls, overrides)
+    if check is not None:
+        check(cfg, res)
+    if not res.data_root:
+        raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
+    return torch_trainer(train_fn, config, res, callbacks=callbacks)

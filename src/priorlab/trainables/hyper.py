@@ -1,15 +1,17 @@
 """Ray Train trainable for supervised (Hyper)ResNets / WRNs (thesis Sec. 3.4.1).
 
 ``train_fn_per_worker`` runs ``priorlab.methods.hyper.loop.SupervisedLearner`` epoch by epoch
-(DDP across workers through Ray Train: gloo on CPU, nccl with GPUs; the batch is split across
-workers), reports ``train/loss`` and ``eval/acc`` (test split; the SWA average at the end) with
-a checkpoint every epoch, and resumes from the latest one (model, optimiser, LR schedule, SWA
-state, epoch, RNG). ``train_driver_fn`` is the Tune function trainable.
+(data-parallel across workers through Ray Train's process group: gloo on CPU, nccl with GPUs;
+the batch is split across workers), reports ``train/loss`` and ``eval/acc`` (test split; the SWA
+average at the end) with a checkpoint every epoch, and resumes from the latest one (model,
+optimiser, LR schedule, SWA state, epoch, RNG). ``strategy=ddp`` wraps the model in DDP;
+``strategy=deepspeed`` hands it to DeepSpeed ZeRO (``zero_stage``) over the same process group,
+and the checkpoint is gathered from the shards on every rank before rank 0 writes it, in the same
+format. ``train_driver_fn`` is the Tune function trainable.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import ray.train
@@ -18,19 +20,21 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from ray.train.torch import TorchTrainer
 
-from priorlab.methods.configuration import config_from_dict
+from priorlab.methods.configuration import ConfigError
 from priorlab.methods.hyper.config import HyperConfig
-from priorlab.methods.hyper.loop import METHOD, SupervisedLearner, evaluate
+from priorlab.methods.hyper.loop import METHOD, SupervisedLearner, check_precision, evaluate
 from priorlab.trainables.common import (
-    fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint, split_config, torch_trainer,
+    build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
     worker_setup,
 )
-
-METHOD_KEYS = {f.name for f in dataclasses.fields(HyperConfig)}
 
 
 def load_arrays(cfg: HyperConfig, data_root: str):
     """((x_train, y_train), (x_test, y_test)) as uint8 NCHW / int64 numpy arrays."""
+    if cfg.dataset == "imagenet":
+        raise ConfigError(
+            "dataset=imagenet: the ImageNet recipe (HyperConfig.from_recipe('imagenet')) builds and "
+            "trains models, but this trainable has no ImageNet reader yet; use cifar10, cifar100 or omniglot")
     if cfg.dataset == "omniglot":
         from priorlab.data.classification import omniglot_classification
 
@@ -70,8 +74,9 @@ class _Augmenting:
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     cfg, res, world = worker_setup(config, HyperConfig, "batch_size")
     (xtr, ytr), (xte, yte) = load_arrays(cfg, res.data_root)
+    ddp = world > 1 and cfg.strategy == "ddp"
     learner = SupervisedLearner(cfg, device=ray.train.torch.get_device(),
-                                wrap=ray.train.torch.prepare_model if world > 1 else None)
+                                wrap=ray.train.torch.prepare_model if ddp else None)
     restored = restore_from_train_checkpoint(METHOD)
     if restored is not None:
         learner.restore(restored)
@@ -92,15 +97,14 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         model = learner.final_model(augmented) if last else learner.bare_model
         metrics["eval/acc"] = evaluate(model, test_loader, learner.device)
         metrics["train/start_epoch"] = float(restored.step if restored else 0)
-        report_with_checkpoint(metrics, learner.save, learner.epoch)
+        state = learner.checkpoint_state()  # collective under DeepSpeed: every rank gathers
+        report_with_checkpoint(metrics, lambda d: learner.save(d, state=state), learner.epoch)
 
 
 def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
-    overrides, res = split_config(config, METHOD_KEYS)
-    config_from_dict(HyperConfig, overrides)  # fail in the driver, not in every worker
-    if not res.data_root:
-        raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
-    return torch_trainer(train_fn_per_worker, config, res, callbacks=callbacks)
+    return build_method_trainer(
+        train_fn_per_worker, HyperConfig, config, callbacks,
+        check=lambda cfg, res: check_precision(cfg.precision, "cuda" if res.use_gpu else "cpu"))
 
 
 def fit(config: dict[str, Any]) -> "ray.train.Result":

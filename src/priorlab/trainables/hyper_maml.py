@@ -14,7 +14,6 @@ nccl with GPUs) before every outer step.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import ray.train
@@ -22,14 +21,11 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.hyper.meta import METHOD, MetaConfig, MetaLearner
 from priorlab.trainables.common import (
-    fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint, split_config, torch_trainer,
+    build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
     worker_setup,
 )
-
-METHOD_KEYS = {f.name for f in dataclasses.fields(MetaConfig)}
 
 
 def all_reduce_grads(module: torch.nn.Module) -> None:
@@ -81,11 +77,7 @@ def _report(learner: MetaLearner, metrics: dict[str, float], rank: int, start: i
 
 
 def build_trainer(config: dict[str, Any], callbacks: list | None = None):
-    overrides, res = split_config(config, METHOD_KEYS)
-    config_from_dict(MetaConfig, overrides)  # fail in the driver, not in every worker
-    if not res.data_root:
-        raise ValueError("data_root must be set (the CLI resolves it; pass an absolute path)")
-    return torch_trainer(train_fn_per_worker, config, res, callbacks=callbacks)
+    return build_method_trainer(train_fn_per_worker, MetaConfig, config, callbacks)
 
 
 def fit(config: dict[str, Any]) -> "ray.train.Result":

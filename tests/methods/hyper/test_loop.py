@@ -5,14 +5,6 @@ from priorlab.methods.hyper.export import export_plain
 from priorlab.methods.hyper.loop import SupervisedLearner, evaluate
 
 
-def loader(n=64, batch=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    protos = torch.rand(4, 1, 16, 16, generator=g)
-    y = torch.arange(n) % 4
-    x = (protos[y] + 0.2 * torch.rand(n, 1, 16, 16, generator=g)).clamp(0, 1)
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
-
-
 def cfg(**kw):
     base = dict(arch="resnet18", widths=[4, 8, 8, 8], in_channels=1, num_classes=4, lr=0.05,
                 epochs=6, lr_milestones=[4], sharing="stage")
@@ -20,7 +12,7 @@ def cfg(**kw):
     return HyperConfig(**base)
 
 
-def test_supervised_hyper_training_learns_and_reports_terms():
+def test_supervised_hyper_training_learns_and_reports_terms(loader):
     data = loader()
     learner = SupervisedLearner(cfg())
     first = learner.train_epoch(data)
@@ -32,7 +24,7 @@ def test_supervised_hyper_training_learns_and_reports_terms():
     assert last["lr"] == 0.05 * 0.2  # one milestone passed
 
 
-def test_swa_average_exports_to_same_logits():
+def test_swa_average_exports_to_same_logits(loader):
     data = loader()
     learner = SupervisedLearner(cfg(swa=True, swa_start_epoch=2, swa_lr=0.01))
     for _ in range(4):
@@ -45,7 +37,7 @@ def test_swa_average_exports_to_same_logits():
         assert torch.allclose(plain(x), final(x), atol=1e-5)
 
 
-def test_plain_twin_gets_weight_decay_everywhere():
+def test_plain_twin_gets_weight_decay_everywhere(loader):
     learner = SupervisedLearner(cfg(hyper=False))
     groups = learner.optimizer.param_groups
     assert len(groups) == 1 and groups[0]["weight_decay"] == 5e-4

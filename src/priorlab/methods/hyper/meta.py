@@ -47,7 +47,7 @@ from torch.func import functional_call
 
 from priorlab.data.episodes import FewShotTaskSampler, episode_seed
 from priorlab.methods.checkpoint import LoadedCheckpoint, save_checkpoint, set_rng_state
-from priorlab.methods.configuration import ConfigError, config_to_dict
+from priorlab.methods.configuration import ConfigError, check_bounds, config_to_dict
 from priorlab.methods.hyper.config import HyperConfig
 from priorlab.methods.hyper.hypernet import HyperConv2d, output_l2
 from priorlab.methods.hyper.resnets import build_model
@@ -157,19 +157,14 @@ class MetaConfig:
             raise ConfigError("nothing to evaluate: set same_domain=true or a cross_domain data set")
         if self.inner_params not in ("auto", "all", "head"):
             raise ConfigError(f"inner_params={self.inner_params!r}: choose auto, all or head")
-        for name in ("n_way", "k_shot", "n_query", "meta_batch", "inner_steps", "eval_inner_steps",
-                     "meta_iters", "eval_every", "eval_tasks", "lr_halve_every", "pretrain_batch",
-                     "image_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        check_bounds(
+            self, at_least_1=("n_way", "k_shot", "n_query", "meta_batch", "inner_steps",
+                              "eval_inner_steps", "meta_iters", "eval_every", "eval_tasks",
+                              "lr_halve_every", "pretrain_batch", "image_size"),
+            non_negative=("pretrain_steps", "pretrain_classes", "diag_tasks", "lambda_output_l2"),
+            positive=("inner_lr", "outer_lr", "pretrain_lr"))
         if self.n_way < 2:
             raise ConfigError(f"n_way={self.n_way} must be >= 2")
-        for name in ("pretrain_steps", "pretrain_classes", "diag_tasks", "lambda_output_l2"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
-        for name in ("inner_lr", "outer_lr", "pretrain_lr"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
         if self.eval_shots is not None and any(int(k) < 1 for k in self.eval_shots):
             raise ConfigError(f"eval_shots={self.eval_shots}: shots must be >= 1")
         if self.pretrained and not (Path(self.pretrained) / "meta.json").is_file():
