@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("overrides", nargs="*", metavar="key=value",
                     help="fix config fields (e.g. channels=16 n_shot=10)")
     sw.add_argument("--samples", type=int, default=None, help="number of trials")
-    sw.add_argument("--max-iters", type=int, default=None, help="training iterations per trial")
+    sw.add_argument("--max-iters", type=int, default=None, help="length of each trial (the study's iterations or epochs field)")
     sw.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
     sw.add_argument("--cpus-per-worker", type=float, default=None)
     sw.add_argument("--gpu", action="store_true", help="one GPU per worker")

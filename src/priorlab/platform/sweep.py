@@ -108,7 +108,7 @@ def run_sweep(
 
     fixed = {**study.budget, **overrides}
     if max_iters is not None:
-        fixed["max_iters"] = max_iters
+        fixed[study.iters_key] = max_iters
     if resume:
         info = json.loads((experiment / STUDY_FILE).read_text())
         if overrides or max_iters is not None:

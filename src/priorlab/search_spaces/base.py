@@ -42,6 +42,8 @@ class Study:
     """Checks the data is there and warms caches in the driver (data_root, fixed config)."""
     default_samples: int = 4
     extra_columns: tuple[str, ...] = field(default=())
+    iters_key: str = "max_iters"
+    """The config field `--max-iters` sets (the length of a trial: iterations, epochs...)."""
     tables: Callable[[Any, dict[str, Any]], list] | None = None
     """The thesis-shaped tables of `priorlab report`: (results DataFrame, fixed config) ->
     list of ``platform.report.ReportTable`` (built with ``platform.report.thesis_table``)."""

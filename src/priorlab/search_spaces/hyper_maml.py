@@ -106,6 +106,7 @@ STUDY = Study(
     + (1 if int(fixed["meta_iters"]) % int(fixed["eval_every"]) else 0),
     prepare_data=prepare_data,
     default_samples=1,
+    iters_key="meta_iters",
     tables=tables,
     history_curve=("iteration", "eval/cross/acc"),
 )

@@ -86,5 +86,6 @@ STUDY = Study(
     reports_per_trial=lambda fixed: int(fixed["epochs"]),
     prepare_data=prepare_data,
     default_samples=1,
+    iters_key="epochs",
     tables=tables,
 )
