@@ -136,7 +136,7 @@ def summarise(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.D
 
 
 def _format(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> str:
-    header = group_by + [m.split("/")[-1] for m in metrics] + ["n"]
+    header = group_by + [m.removeprefix("eval/") for m in metrics] + ["n"]
     lines = []
     for _, row in table.iterrows():
         cells = [str(row[g]) for g in group_by]

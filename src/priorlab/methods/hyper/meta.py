@@ -471,7 +471,11 @@ def load_meta_learner(path: str | Path, data_root: str | Path = "",
 
 def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 600,
                         split: str = "test", progress: bool = True) -> dict[str, float]:
-    """`priorlab eval` for hyper-maml checkpoints: accuracies over ``episodes`` fixed tasks."""
+    """`priorlab eval` for hyper-maml checkpoints: accuracies over ``episodes`` fixed tasks on
+    the meta-train data set's test classes (same domain) and the cross-domain data set."""
+    if split != "test":
+        raise ConfigError(f"--split {split}: hyper-maml checkpoints are evaluated on the test classes "
+                          "of their meta-train data set and on their cross-domain data set; drop --split")
     learner = load_meta_learner(path, data_root)
     metrics = learner.evaluate(n_tasks=episodes)
     metrics["step"] = float(learner.iteration)
