@@ -53,17 +53,19 @@ def save_checkpoint(
     method: str,
     step: int,
     config: dict[str, Any],
-    model: torch.nn.Module,
+    model: torch.nn.Module | dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     metrics: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint into ``directory`` (created; must not already hold a checkpoint)."""
+    """Write a checkpoint into ``directory`` (created; must not already hold a checkpoint).
+
+    ``model`` is a module or its state dict already gathered (e.g. from ZeRO shards)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        torch.save(model.state_dict(), tmp / MODEL)
+        torch.save(model.state_dict() if isinstance(model, torch.nn.Module) else model, tmp / MODEL)
         state = {"rng": rng_state()}
         if optimizer is not None:
             state["optimizer"] = optimizer.state_dict()

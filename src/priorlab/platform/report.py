@@ -84,6 +84,21 @@ def thesis_table(df: pd.DataFrame, rows: str, cols: str, metric: str, *, title: 
     return ReportTable(title=title, frame=frame)
 
 
+def _save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend_size: int) -> Path:
+    """Label, grid, legend, write ``path`` (PNG) and close the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plot_history(history: pd.DataFrame, group_by: list[str], x: str, metric: str, title: str,
                   path: Path) -> Path | None:
     cols = [f"config/{g}" for g in group_by]
@@ -103,15 +118,7 @@ def _plot_history(history: pd.DataFrame, group_by: list[str], x: str, metric: st
         ax.plot(curve[x], curve["mean"], marker="o", label=f"{label} (n={int(curve['count'].max())})")
         ax.fill_between(curve[x], curve["mean"] - curve["std"].fillna(0),
                         curve["mean"] + curve["std"].fillna(0), alpha=0.15)
-    ax.set_xlabel(x)
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_plot(fig, ax, x, metric, title, path, legend_size=7)
 
 
 def read_study_file(experiment: Path) -> dict:
@@ -168,15 +175,8 @@ def _plot(table: pd.DataFrame, group_by: list[str], curve: dict[float, str], xla
         label = ", ".join(f"{g}={row[g]}" for g in group_by) + f" (n={int(row[f'{curve[xs[0]]} n'])})"
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set_xticks(xs)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(curve[xs[0]].split("/")[0] + " " + curve[xs[0]].split("/")[-1].split("_")[0])
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    ylabel = curve[xs[0]].split("/")[0] + " " + curve[xs[0]].split("/")[-1].split("_")[0]
+    return _save_plot(fig, ax, xlabel, ylabel, title, path, legend_size=8)
 
 
 def build_report(experiment: str | Path) -> Report:

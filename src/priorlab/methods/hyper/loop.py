@@ -70,6 +70,8 @@ def classification_loss(logits: torch.Tensor, y: torch.Tensor, model: nn.Module,
         loss = loss + lambda_output_l2 * loss_l2
         terms["train/loss_output_l2"] = float(loss_l2.detach())
     return loss, terms
+
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -81,16 +83,6 @@ def check_precision(precision: str, device_type: str) -> None:
             "has no fp16 GradScaler path; use precision=bf16 on CPU, or fp32")
     if precision == "bf16" and device_type not in ("cpu", "cuda"):
         raise ConfigError(f"precision=bf16 runs on cpu or cuda devices, not {device_type!r}")
-
-
-class _State:
-    """A state_dict holder, so an already gathered state goes through save_checkpoint."""
-
-    def __init__(self, state: dict):
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state
 
 
 @dataclass
@@ -167,7 +159,7 @@ class SupervisedLearner:
         if self.scaler.is_enabled():
             extra["grad_scaler"] = self.scaler.state_dict()
         return save_checkpoint(directory, method=METHOD, step=self.epoch,
-                               config=config_to_dict(self.cfg), model=_State(model_state),
+                               config=config_to_dict(self.cfg), model=model_state,
                                metrics=metrics, extra_state=extra)
 
     def restore(self, ckpt: LoadedCheckpoint) -> None:

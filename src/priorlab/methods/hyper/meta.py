@@ -34,7 +34,6 @@ evaluation, as Finn et al. did on MiniImageNet. BatchNorm uses batch statistics 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -277,7 +276,7 @@ class MetaLearner:
         self.pretrained_done = False
         self.iteration = 0
         self._build_meta()
-        self._train_classes = self._samplers = None
+        self._train_classes = self._train_sampler = self._samplers = None
         self.transform = input_transform(self.cfg.in_channels, self.cfg.image_size)
 
     def _build_meta(self) -> None:
@@ -385,8 +384,10 @@ class MetaLearner:
     def train_iteration(self) -> dict[str, float]:
         """One outer update on this worker's share of the meta-batch (Eq. 3.2 / Alg. 1-2)."""
         cfg = self.cfg
-        sampler = FewShotTaskSampler(self.train_classes, cfg.n_way, cfg.k_shot, cfg.n_query)
-        tasks = [sampler.sample(self.task_seed(self.iteration, j))
+        if self._train_sampler is None:
+            self._train_sampler = FewShotTaskSampler(self.train_classes, cfg.n_way, cfg.k_shot,
+                                                     cfg.n_query)
+        tasks = [self._train_sampler.sample(self.task_seed(self.iteration, j))
                  for j in range(self.rank, cfg.meta_batch, self.world)]
         self.model.train()
         reg = None
@@ -443,10 +444,9 @@ class MetaLearner:
                                optimizer=self.optimizer, metrics=metrics, extra_state=extra)
 
     def restore(self, ckpt: LoadedCheckpoint) -> None:
-        self.model.load_state_dict(ckpt.model_state)
+        self.model.load_state_dict(ckpt.model_state)  # in place: self.maml still wraps it
         state = ckpt.train_state or {}
         self.pretrained_done = bool(state.get("pretrained_done", True))
-        self._build_meta()
         if "preconditioner" in state and self.maml.preconditioner is not None:
             self.maml.preconditioner.load_state_dict(state["preconditioner"])
         if "optimizer" in state:
@@ -464,7 +464,7 @@ def load_meta_learner(path: str | Path, data_root: str | Path = "",
 
     ckpt = load_checkpoint(path, method=METHOD)
     cfg = config_from_dict(MetaConfig, ckpt.config)
-    learner = MetaLearner(copy.deepcopy(cfg), data_root, device=torch.device(device))
+    learner = MetaLearner(cfg, data_root, device=torch.device(device))
     learner.restore(ckpt)
     return learner
 

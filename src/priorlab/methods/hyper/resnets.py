@@ -132,6 +132,19 @@ class WideBlock(nn.Module):
         return out + skip
 
 
+def add_stages(net: nn.Module, conv: ConvFactory, block: type, c_in: int, widths, depths) -> int:
+    """Attach ``layer1..layerN`` to ``net``: stage i has ``depths[i]`` blocks of width
+    ``widths[i]``, the first of each stage after the first with stride 2. Returns the output width."""
+    c = c_in
+    for i, (w, n) in enumerate(zip(widths, depths)):
+        layer = []
+        for j in range(n):
+            layer.append(block(conv, c, w, 2 if (i > 0 and j == 0) else 1, stage=f"stage{i + 1}"))
+            c = w
+        setattr(net, f"layer{i + 1}", nn.Sequential(*layer))
+    return c
+
+
 class HyperResNet(nn.Module):
     """ResNet-12/18/34 with generated convs (``cfg.hyper``) or its plain twin."""
 
@@ -158,14 +171,7 @@ class HyperResNet(nn.Module):
                                           nn.BatchNorm2d(sw), nn.ReLU(inplace=True),
                                           nn.MaxPool2d(3, 2, 1))
             blocks = (2, 2, 2, 2) if cfg.arch == "resnet18" else (3, 4, 6, 3)
-            c = sw
-            for i, (w, n) in enumerate(zip(widths, blocks)):
-                layer = []
-                for j in range(n):
-                    stride = 2 if (i > 0 and j == 0) else 1
-                    layer.append(BasicBlock(conv, c, w, stride, stage=f"stage{i + 1}"))
-                    c = w
-                setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+            c = add_stages(self, conv, BasicBlock, sw, widths, blocks)
         self.fc = nn.Linear(c, cfg.num_classes)
         self.hypernets = conv.finalize()
 
@@ -192,14 +198,8 @@ class HyperWRN(nn.Module):
         n = (cfg.wrn_depth - 4) // 6
         sw = cfg.resolved_stem_width()
         self.stem = conv(cfg.in_channels, sw, 3, stage="stem", role="stem")
-        c = sw
-        for i, w in enumerate(cfg.stage_widths()):
-            layer = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                layer.append(WideBlock(conv, c, w, stride, stage=f"stage{i + 1}"))
-                c = w
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+        widths = cfg.stage_widths()
+        c = add_stages(self, conv, WideBlock, sw, widths, [n] * len(widths))
         self.bn = nn.BatchNorm2d(c)
         self.fc = nn.Linear(c, cfg.num_classes)
         self.hypernets = conv.finalize()
