@@ -16,11 +16,15 @@ run: setup
 	  .venv/bin/priorlab data download omniglot && \
 	  .venv/bin/priorlab sweep memory-label-injection --samples $(SAMPLES) $(ARGS)
 
+# The data step fetches what the tests read (Omniglot) into the data root if it is missing; files
+# already there are only checked, so a read-only data root (CI: ../shared/datasets) is not written.
 test: setup
-	@source scripts/offline-env.sh && .venv/bin/python -m pytest
+	@source scripts/offline-env.sh && .venv/bin/priorlab data download omniglot && \
+	  .venv/bin/python -m pytest
 
 test-fast: setup
-	@source scripts/offline-env.sh && .venv/bin/python -m pytest -m "not integration"
+	@source scripts/offline-env.sh && .venv/bin/priorlab data download omniglot && \
+	  .venv/bin/python -m pytest -m "not integration"
 
 bench: setup
 	@source scripts/offline-env.sh && for b in flops stream overhead; do .venv/bin/python benchmarks/$$b.py || exit 1; done

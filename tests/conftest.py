@@ -14,7 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Before anything can start Ray: its start-up probes go to a closed loopback port.
 apply_offline_env()
-os.environ.setdefault("PRIORLAB_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
+# The data root: $PRIORLAB_DATA_DIR if set; else a ../shared/datasets beside this checkout (these
+# machines); else the normal default (~/.cache/priorlab), which `make test` fills first with
+# `priorlab data download omniglot`. Same rule as scripts/offline-env.sh.
+_SHARED_DATA = REPO.parent / "shared" / "datasets"
+if _SHARED_DATA.is_dir():
+    os.environ.setdefault("PRIORLAB_DATA_DIR", str(_SHARED_DATA))
 # Decoded caches go to a per-run temp dir, never into the (read-only) data root.
 os.environ.setdefault("PRIORLAB_CACHE_DIR", tempfile.mkdtemp(prefix="priorlab-cache-"))
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")

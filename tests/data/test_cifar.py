@@ -1,21 +1,24 @@
-"""CIFAR loaders on small tarballs written in the canonical python format (CIFAR is not here)."""
+"""CIFAR loaders on small tarballs written in the canonical python format (CIFAR is not here).
+
+The CIFAR-FS / FC100 split lists are the copies packaged with priorlab (no data root needed).
+"""
 
 from __future__ import annotations
 
 import io
-import json
+import logging
+import os
 import pickle
 import tarfile
-from pathlib import Path
+import threading
 
 import numpy as np
 import pytest
 
+from priorlab.data import cifar as cifar_module
 from priorlab.data.cifar import fewshot_classes, load_cifar, read_fewshot_split
 from priorlab.data.episodes import OnlineEpisodeSampler
 from priorlab.data.root import MissingDataError
-
-SHARED_SPLITS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "splits"
 
 
 def _add(tar, name, obj):
@@ -35,13 +38,8 @@ def _images(labels, seed):
 @pytest.fixture
 def cifar_root(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIORLAB_CACHE_DIR", str(tmp_path / "cache"))
-    splits = tmp_path / "splits"
-    for bench in ("cifar-fs", "fc100"):
-        (splits / bench).mkdir(parents=True)
-        for split in ("train", "val", "test"):
-            (splits / bench / f"{split}.json").write_text((SHARED_SPLITS / bench / f"{split}.json").read_text())
-    pairs = sum((json.loads((splits / "cifar-fs" / f"{s}.json").read_text())
-                 for s in ("train", "val", "test")), [])
+    # The fixture root has no splits/ folder: the packaged CIFAR-FS lists name the classes.
+    pairs = sum((read_fewshot_split(tmp_path, "cifar-fs", s) for s in ("train", "val", "test")), [])
     fine = sorted(c for _, c in pairs)
     coarse = sorted({s for s, _ in pairs})
     coarse_of = {c: coarse.index(s) for s, c in pairs}
@@ -103,3 +101,86 @@ def test_missing_and_bad_names(tmp_path):
         load_cifar(tmp_path, "cifar1000", "train")
     with pytest.raises(ValueError, match="cifar-fs"):
         read_fewshot_split(tmp_path, "mini", "train")
+
+
+def test_splits_come_from_the_data_root_when_present(cifar_root):
+    assert not (cifar_root / "splits").exists()
+    packaged = read_fewshot_split(cifar_root, "fc100", "val")
+    assert len(packaged) == 4
+    own = cifar_root / "splits" / "fc100" / "val.json"
+    own.parent.mkdir(parents=True)
+    own.write_text('["fish", "flowers"]')
+    assert read_fewshot_split(cifar_root, "fc100", "val") == ["fish", "flowers"]
+    assert len(fewshot_classes(cifar_root, "fc100", "val")) == 10  # 2 superclasses x 5 classes
+    own.write_text("[not json")
+    with pytest.raises(ValueError, match=r"val\.json is not valid JSON"):
+        read_fewshot_split(cifar_root, "fc100", "val")
+
+
+def _cache_files(root):
+    return sorted((root / "cache" / "cifar100").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key"])
+def test_unreadable_cache_is_logged_and_rebuilt(cifar_root, caplog, damage):
+    first = load_cifar(cifar_root, "cifar100", "train")
+    (cache,) = _cache_files(cifar_root)
+    if damage == "garbage":
+        cache.write_bytes(b"not an npz")
+    elif damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    else:
+        np.savez(cache, images=first.images)  # a valid npz without the labels
+    with caplog.at_level(logging.WARNING, logger="priorlab.data.cifar"):
+        again = load_cifar(cifar_root, "cifar100", "train")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(cache) in warnings[0] and "unreadable" in warnings[0]
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.coarse_labels, first.coarse_labels)
+    assert _cache_files(cifar_root) == [cache], "rebuilt in place, no temporary left behind"
+    with np.load(cache) as z:  # and the rewritten cache is whole
+        np.testing.assert_array_equal(z["labels"], first.labels)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="priorlab.data.cifar"):
+        load_cifar(cifar_root, "cifar100", "train")
+    assert not caplog.records, "a good cache loads silently"
+
+
+def test_cache_writes_go_through_unique_temporaries(cifar_root, monkeypatch):
+    renames = []
+    real_replace = os.replace
+
+    def record(src, dst):
+        renames.append((os.fspath(src), os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cifar_module.os, "replace", record)
+    load_cifar(cifar_root, "cifar100", "train")
+    (cache,) = _cache_files(cifar_root)
+    cache.unlink()
+    load_cifar(cifar_root, "cifar100", "train")
+    (src1, dst1), (src2, dst2) = renames
+    assert dst1 == dst2 == str(cache)
+    assert src1 != src2, "each writer must use its own temporary file"
+    assert os.path.dirname(src1) == os.path.dirname(str(cache)), "same directory: an atomic rename"
+
+
+def test_concurrent_loaders_leave_one_whole_cache(cifar_root):
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(load_cifar(cifar_root, "cifar100", "test"))
+        except Exception as err:  # reported below; a thread's exception is otherwise lost
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(np.array_equal(r.images, results[0].images) for r in results)
+    (cache,) = _cache_files(cifar_root)
+    with np.load(cache) as z:
+        np.testing.assert_array_equal(z["images"], results[0].images)

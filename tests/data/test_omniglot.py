@@ -1,14 +1,15 @@
 """Omniglot loading (priorlab.data.omniglot): small synthetic zips for the logic, the real data
 (App. A.1.1: 1623 characters x 20, 28x28, Vinyals split, 90-degree rotations) for the facts.
 
-The real data root is $PRIORLAB_DATA_DIR, else /work/shared/datasets; it may be read-only, so
-every decode writes its cache under a temporary PRIORLAB_CACHE_DIR.
+The real data root is the one priorlab resolves ($PRIORLAB_DATA_DIR, which tests/conftest.py
+points at ../shared/datasets where that exists, else ~/.cache/priorlab); `make test` fetches
+Omniglot into it first. It may be read-only, so every decode writes its cache under a temporary
+PRIORLAB_CACHE_DIR.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -141,13 +142,31 @@ def test_read_split_errors(tmp_path):
     with pytest.raises(ValueError) as info:
         read_split(tmp_path, "training")
     assert all(s in str(info.value) for s in SPLITS)
-    with pytest.raises(MissingDataError, match="vinyals/val.txt"):
-        read_split(tmp_path, "val")
     bad = tmp_path / "omniglot" / "splits" / "vinyals" / "test.txt"
     bad.parent.mkdir(parents=True)
     bad.write_text("Alpha/character01/rot000\nAlpha/character01/rot045\n")
-    with pytest.raises(ValueError, match="test.txt:2"):
+    with pytest.raises(ValueError, match=f"{bad}:2"):
         read_split(tmp_path, "test")
+
+
+def test_split_from_the_data_root_else_packaged(tmp_path):
+    packaged = read_split(tmp_path, "val")  # no split file in this root: the packaged copy
+    assert len(packaged) == 172 * 4 and packaged[:2] == [("Hebrew/character01", 0), ("Hebrew/character01", 1)]
+    own = tmp_path / "omniglot" / "splits" / "vinyals" / "val.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text("Alpha/character01/rot270\n\nBeta/character02/rot000\n")
+    assert read_split(tmp_path, "val") == [("Alpha/character01", 3), ("Beta/character02", 0)]
+
+
+def test_split_with_tiny_zips_from_the_data_root(tiny_root):
+    own = tiny_root / "omniglot" / "splits" / "vinyals" / "train.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text("Beta/character02/rot090\nAlpha/character01/rot000\n")
+    classes = load_omniglot_split(tiny_root, "train", image_size=105, progress=False)
+    assert classes.class_names == ["Beta/character02/rot090", "Alpha/character01/rot000"]
+    # the packaged Vinyals split names real characters, which the tiny zips do not have
+    with pytest.raises(ValueError, match="not among the 3 decoded"):
+        load_omniglot_split(tiny_root, "val", image_size=105, progress=False)
 
 
 def test_from_split_unknown_character(tiny_root):
@@ -178,10 +197,11 @@ def test_get_rotates_counter_clockwise_and_copies():
 
 @pytest.fixture(scope="session")
 def real_root() -> Path:
-    root = resolve_data_root(os.environ.get(ENV_VAR) or "/work/shared/datasets")
+    root = resolve_data_root()
     missing = [z for z in OMNIGLOT_ZIPS if not (root / "omniglot" / z).is_file()]
     if missing:
-        pytest.fail(f"real Omniglot zips {missing} not under {root}/omniglot; set {ENV_VAR}")
+        pytest.fail(f"real Omniglot zips {missing} not under {root}/omniglot: run "
+                    f"`priorlab data download omniglot` (`make test` does) or set {ENV_VAR}")
     return root
 
 
@@ -247,6 +267,12 @@ def test_real_vinyals_split_sizes_and_disjointness(real_root, real_images):
     assert chars["train"] | chars["val"] | chars["test"] == set(real_images.names)
     for s in ("train", "val", "test"):
         assert {k for _, k in splits[s]} == {0, 1, 2, 3}
+
+
+def test_real_splits_equal_the_packaged_copies(real_root, tmp_path):
+    for s in SPLITS:  # tmp_path holds no split files: read_split falls back to the package
+        assert og.split_path(real_root, s).is_file(), "`priorlab data download omniglot` puts it there"
+        assert read_split(real_root, s) == read_split(tmp_path, s), s
 
 
 def test_real_rotation_classes(real_root, use_real_cache):

@@ -1,6 +1,8 @@
 """Data root and cache resolution (priorlab.data.root) and the downloader (priorlab.data.download).
 
 No test here sends traffic off the machine: downloads use file:// URLs or a refused loopback port.
+The real data root is the one the test session resolves (see tests/conftest.py); `make test`
+fills it with `priorlab data download omniglot` first.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import pytest
 from priorlab.data import download as dl
 from priorlab.data.download import (
     DATASETS,
+    MIRROR_ENV_VAR,
     ChecksumError,
+    Digest,
     DownloadError,
     InvalidFileError,
+    MirrorError,
     RemoteFile,
     download_dataset,
     fetch,
+    resolve_mirror,
 )
 from priorlab.data.root import (
     CACHE_ENV_VAR,
@@ -46,11 +52,19 @@ def home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_mirror(monkeypatch):
+    """A mirror set by whoever runs the tests must not redirect these tests' downloads."""
+    monkeypatch.delenv(MIRROR_ENV_VAR, raising=False)
+
+
 @pytest.fixture
 def real_data_root() -> Path:
-    root = resolve_data_root(os.environ.get(ENV_VAR) or "/work/shared/datasets")
-    if not (root / "omniglot" / "splits" / "vinyals" / "train.txt").is_file():
-        pytest.fail(f"the real Omniglot data is not under {root}; set {ENV_VAR} to a data root")
+    root = resolve_data_root()
+    missing = [f.relpath for f in DATASETS["omniglot"] if not (root / f.relpath).is_file()]
+    if missing:
+        pytest.fail(f"the real Omniglot data is not under {root} (missing {missing}): run "
+                    f"`priorlab data download omniglot` (`make test` does) or set {ENV_VAR}")
     return root
 
 
@@ -247,16 +261,139 @@ def test_split_checksums_match_local_copies(real_data_root):
             assert got == f.sha256, f.relpath
 
 
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    return {str(p): (p.stat().st_mode, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in [root, *root.rglob("*")]}
+
+
 def test_download_dataset_accepts_present_files_offline(tmp_path, real_data_root, monkeypatch):
+    """What CI's `make test` does: the data step on a read-only data root that holds everything."""
     root = tmp_path / "root"
     for f in DATASETS["omniglot"]:
         (root / f.relpath).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(real_data_root / f.relpath, root / f.relpath)
+    for p in sorted([root, *root.rglob("*")], reverse=True):
+        p.chmod(0o555 if p.is_dir() else 0o444)
 
     def no_network(*args, **kwargs):
         raise AssertionError("download_dataset must not touch the network for present files")
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     monkeypatch.setattr(dl.urllib.request, "urlopen", no_network)
+    before = _snapshot(root)  # compared, not trusted to permissions: tests may run as root
+    try:
+        paths = download_dataset("omniglot", root, progress=False)
+        assert paths == [(root / f.relpath).resolve() for f in DATASETS["omniglot"]]
+        assert _snapshot(root) == before, "a data root that has every file must not be written"
+    finally:
+        for p in [root, *root.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+# --------------------------------------------------------------------------- accepted digests
+
+
+def test_omniglot_zips_accept_canonical_and_the_documented_rezip():
+    for f in DATASETS["omniglot"][:2]:
+        accepted = f.accepted()
+        assert [d.algorithm for d in accepted] == ["md5", "sha256"]
+        assert accepted[0].hexdigest == f.md5 and f.url in accepted[0].origin
+        assert "re-zip" in accepted[1].origin and "shared" in accepted[1].origin
+    for f in DATASETS["omniglot"][2:]:  # the split lists: one published digest, no alternates
+        assert [d.algorithm for d in f.accepted()] == ["sha256"]
+
+
+def test_fetch_accepts_an_alternate_digest_and_lists_all_on_mismatch(tmp_path, source):
+    data = source.read_bytes()
+    alt = Digest("sha256", hashlib.sha256(data).hexdigest(), "a re-packed copy")
+    remote = RemoteFile(name="p", url=source.as_uri(), relpath="p.bin", md5="0" * 32, alternates=(alt,))
+    (path,) = fetch([remote], tmp_path / "ok", progress=False)
+    assert path.read_bytes() == data
+    other = RemoteFile(name="p", url=source.as_uri(), relpath="p.bin", md5="0" * 32,
+                       alternates=(Digest("sha256", "ab" * 32, "a re-packed copy"),))
+    with pytest.raises(ChecksumError) as info:
+        fetch([other], tmp_path / "bad", progress=False)
+    msg = str(info.value)
+    assert "0" * 32 in msg and "ab" * 32 in msg and "a re-packed copy" in msg and "canonical" in msg
+    assert hashlib.md5(data).hexdigest() in msg and hashlib.sha256(data).hexdigest() in msg
+    assert not (tmp_path / "bad" / "p.bin").exists()
+
+
+# --------------------------------------------------------------------------- mirror
+
+
+def test_resolve_mirror(monkeypatch, tmp_path):
+    assert resolve_mirror() is None
+    monkeypatch.setenv(MIRROR_ENV_VAR, "")
+    assert resolve_mirror() is None
+    monkeypatch.setenv(MIRROR_ENV_VAR, "https://mirror.example/data/")
+    assert resolve_mirror() == "https://mirror.example/data"
+    assert resolve_mirror("file:///srv/data") == "file:///srv/data", "an explicit mirror wins"
+    with pytest.raises(MirrorError) as info:
+        resolve_mirror(str(tmp_path))
+    assert tmp_path.as_uri() in str(info.value), "a bare path gets its file:// spelling"
+    monkeypatch.setenv(MIRROR_ENV_VAR, "ftp://mirror.example/data")
+    with pytest.raises(MirrorError, match=MIRROR_ENV_VAR):
+        resolve_mirror()
+    with pytest.raises(MirrorError, match="three slashes"):
+        resolve_mirror("file://srv/data")
+    assert issubclass(MirrorError, DownloadError)  # so the CLI reports it as a one-line error
+
+
+@pytest.fixture
+def mirror(tmp_path, source):
+    """A folder laid out like a data root, holding payload.bin at ds/payload.bin."""
+    m = tmp_path / "mirror"
+    (m / "ds" / "with space").mkdir(parents=True)
+    shutil.copyfile(source, m / "ds" / "payload.bin")
+    shutil.copyfile(source, m / "ds" / "with space" / "payload.bin")
+    return m
+
+
+def test_fetch_from_a_mirror_ignores_the_canonical_url(tmp_path, source, mirror, monkeypatch, no_proxy):
+    data = source.read_bytes()
+    canonical = "http://127.0.0.1:9/canonical"  # refused at once if it were used
+    files = [RemoteFile(name="a", url=canonical, relpath="ds/payload.bin", md5=hashlib.md5(data).hexdigest()),
+             RemoteFile(name="b", url=canonical, relpath="ds/with space/payload.bin",
+                        sha256=hashlib.sha256(data).hexdigest())]
+    monkeypatch.setenv(MIRROR_ENV_VAR, mirror.as_uri())
+    paths = fetch(files, tmp_path / "root", progress=False)
+    assert [p.read_bytes() for p in paths] == [data, data]
+    assert paths[1] == (tmp_path / "root" / "ds" / "with space" / "payload.bin").resolve()
+
+
+def test_mirror_download_is_still_verified(tmp_path, mirror):
+    remote = RemoteFile(name="a", url="http://127.0.0.1:9/x", relpath="ds/payload.bin", sha256="ab" * 32)
+    with pytest.raises(ChecksumError, match="ab" * 32):
+        fetch([remote], tmp_path / "root", progress=False, mirror=mirror.as_uri())
+    assert list((tmp_path / "root" / "ds").iterdir()) == []
+
+
+def test_mirror_without_the_file_explains(tmp_path, mirror):
+    remote = RemoteFile(name="a", url="https://example.org/canonical.zip", relpath="ds/missing.zip")
+    with pytest.raises(DownloadError) as info:
+        fetch([remote], tmp_path / "root", progress=False, mirror=mirror.as_uri())
+    msg = str(info.value)
+    assert f"{mirror.as_uri()}/ds/missing.zip" in msg and MIRROR_ENV_VAR in msg
+    assert "https://example.org/canonical.zip" in msg, "and says how to use the canonical address"
+
+
+def test_omniglot_through_a_mirror_into_an_empty_root(tmp_path, real_data_root, monkeypatch):
+    """Offline clusters and CI: the real Omniglot files, copied from a data root used as a mirror."""
+    monkeypatch.setenv(MIRROR_ENV_VAR, real_data_root.as_uri())
+    root = tmp_path / "empty-root"
     paths = download_dataset("omniglot", root, progress=False)
-    assert paths == [(root / f.relpath).resolve() for f in DATASETS["omniglot"]]
+    for f, path in zip(DATASETS["omniglot"], paths):
+        data = path.read_bytes()
+        assert data == (real_data_root / f.relpath).read_bytes()
+        digests = {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest()}
+        assert any(digests[d.algorithm] == d.hexdigest for d in f.accepted()), f.relpath
+    assert sorted(p.name for p in (root / "omniglot").iterdir()) == [
+        "images_background.zip", "images_evaluation.zip", "splits"], "no temporary left behind"
+
+    from priorlab.data.omniglot import load_omniglot_split, split_path
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))  # decode these zips, not a cache
+    val = load_omniglot_split(root, "val", progress=False)
+    assert split_path(root, "val").is_file() and len(val) == 172 * 4
+    assert val.get(0, 0).shape == (28, 28) and val.get(0, 0).max() == 255

@@ -10,26 +10,34 @@ Files under the data root (as published at https://www.cs.toronto.edu/~kriz/cifa
     splits/cifar-fs/{train,val,test}.json   [[superclass, class], ...]   (64/16/20 classes)
     splits/fc100/{train,val,test}.json      [superclass, ...]            (12/4/4 superclasses)
 
-The tarballs are read directly (no extraction); decoded arrays are cached as .npz beside the
-Omniglot cache (see ``root.resolve_cache_dir``). CIFAR itself is not on the project's CPU
-machines: tests use small tarballs written in the same format.
+The split lists ship with priorlab too (``priorlab.data.split_files``); the data root's copy is
+used when present. The tarballs are read directly (no extraction); decoded arrays are cached as
+.npz beside the Omniglot cache (see ``root.resolve_cache_dir``), written through a unique
+temporary file and renamed into place; an unreadable cache is logged and rebuilt. CIFAR itself
+is not on the project's CPU machines: tests use small tarballs written in the same format.
 
     train = load_cifar(root, "cifar100", "train")          # images (50000, 32, 32, 3) uint8
-    classes = fewshot_classes(root, "cifar-fs", "test", train_and_test=True)
+    classes = fewshot_classes(root, "cifar-fs", "test")     # train + test images of 20 classes
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import tarfile
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from priorlab.data.root import MissingDataError, resolve_cache_dir
+from priorlab.data.split_files import split_text
+
+log = logging.getLogger(__name__)
 
 CIFAR = {
     "cifar10": dict(archive="cifar/cifar-10-python.tar.gz", folder="cifar-10-batches-py",
@@ -86,8 +94,41 @@ def _decode(archive: Path, name: str, split: str) -> CifarArrays:
     return out
 
 
+def _read_cache(cache: Path) -> CifarArrays | None:
+    """The cached arrays, or None (with a warning naming the file and the reason) if unreadable."""
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            return CifarArrays(
+                images=z["images"], labels=z["labels"], label_names=[str(n) for n in z["label_names"]],
+                coarse_labels=z["coarse_labels"] if "coarse_labels" in z else None,
+                coarse_names=[str(n) for n in z["coarse_names"]] if "coarse_names" in z else [])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("CIFAR cache %s is unreadable (%s: %s); decoding the tarball again and "
+                    "rewriting it", cache, type(err).__name__, err)
+        return None
+
+
+def _write_cache(cache: Path, data: CifarArrays) -> None:
+    arrays = dict(images=data.images, labels=data.labels, label_names=np.array(data.label_names))
+    if data.coarse_labels is not None:
+        arrays.update(coarse_labels=data.coarse_labels, coarse_names=np.array(data.coarse_names))
+    # A temp file of our own, renamed into place: concurrent workers never clobber or half-read it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".part", dir=cache.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, cache)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def load_cifar(data_root: str | os.PathLike, name: str, split: str) -> CifarArrays:
-    """The train or test set of ``cifar10`` / ``cifar100``, cached after the first decode."""
+    """The train or test set of ``cifar10`` / ``cifar100``, cached after the first decode.
+
+    An unreadable cache is reported (a warning naming the file and the reason) and rebuilt.
+    """
     spec = _spec(name)
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}: CIFAR has 'train' and 'test'")
@@ -97,33 +138,34 @@ def load_cifar(data_root: str | os.PathLike, name: str, split: str) -> CifarArra
         raise MissingDataError(name, data_root, [archive])
     cache = resolve_cache_dir(data_root, name) / f"{name}_{split}_{archive.stat().st_size}_{CACHE_VERSION}.npz"
     if cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                return CifarArrays(
-                    images=z["images"], labels=z["labels"], label_names=list(z["label_names"]),
-                    coarse_labels=z["coarse_labels"] if "coarse_labels" in z else None,
-                    coarse_names=list(z["coarse_names"]) if "coarse_names" in z else [])
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: decode again
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
     data = _decode(archive, name, split)
-    arrays = dict(images=data.images, labels=data.labels, label_names=np.array(data.label_names))
-    if data.coarse_labels is not None:
-        arrays.update(coarse_labels=data.coarse_labels, coarse_names=np.array(data.coarse_names))
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    try:
+        _write_cache(cache, data)
+    except OSError as err:  # a cache is an optimisation: warn, don't fail the run
+        log.warning("could not write the CIFAR cache %s (%s); set PRIORLAB_CACHE_DIR to a writable "
+                    "directory to avoid decoding again next time", cache, err)
     return data
 
 
 def read_fewshot_split(data_root: str | os.PathLike, benchmark: str, split: str) -> list:
+    """The CIFAR-FS (``[[superclass, class], ...]``) or FC100 (``[superclass, ...]``) split list.
+
+    Read from ``<data_root>/splits/<benchmark>/<split>.json`` when present, else from the copy
+    packaged with priorlab (``priorlab.data.split_files``, checked against the published sha256).
+    """
     if benchmark not in FEWSHOT_BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {list(FEWSHOT_BENCHMARKS)}")
     if split not in ("train", "val", "test"):
         raise ValueError(f"split={split!r}: choose train, val or test")
-    path = Path(data_root) / "splits" / benchmark / f"{split}.json"
-    if not path.is_file():
-        raise MissingDataError(benchmark, Path(data_root), [path])
-    return json.loads(path.read_text())
+    text, origin = split_text(data_root, f"splits/{benchmark}/{split}.json")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{origin} is not valid JSON ({err}); replace it with the published "
+                         f"split or delete it to use the copy packaged with priorlab") from err
 
 
 def fewshot_class_names(data_root: str | os.PathLike, benchmark: str, split: str,

@@ -1,4 +1,4 @@
-"""Download datasets from their canonical public addresses into a data root.
+"""Download datasets from their canonical public addresses (or a mirror) into a data root.
 
 A small, dependency-free downloader (``urllib`` + ``tqdm``) plus the registry of what each
 dataset needs. The Omniglot entry provides the data of the thesis' online few-shot experiments
@@ -8,22 +8,35 @@ Guarantees of :func:`fetch`:
 
 * bytes go to a temporary file next to the destination and are renamed into place only once
   complete and verified, so an interrupted or failed download never leaves a partial file;
-* an existing file is never overwritten unless ``force=True``;
-* the checksum (md5 or sha256) of what was *downloaded* is verified; on a mismatch the
-  temporary file is deleted and :class:`ChecksumError` names the expected and received digests.
+* an existing file is never overwritten unless ``force=True`` (and a data root whose files are
+  all present is only read, so a read-only shared data root works);
+* the checksum of what was *downloaded* is verified against the digests the registry accepts
+  for that file (:meth:`RemoteFile.accepted`); on a mismatch the temporary file is deleted and
+  :class:`ChecksumError` lists every accepted digest with where it comes from.
 
-Checksums are enforced only on freshly downloaded bytes. A file that is already present is
-accepted if it looks right (for a zip: a valid zip whose entries sit under the expected top
-folder). This matters because pixel-identical re-zipped copies of the Omniglot zips (such as the
-ones in a shared read-only data root) have a different md5 than the canonical release.
+Accepted digests. Each file has its canonical digest (md5 or sha256 of the file at its
+canonical address). A few files also list ``alternates``: other copies known to hold the same
+data, each with a note saying which copy it identifies. The Omniglot zips have one: the
+pixel-identical re-zip kept in the project's shared data root (used by CI and as a mirror),
+whose md5 differs from the canonical release. Nothing is downloaded unverified.
+
+Checksums are enforced on freshly downloaded bytes. A file that is already present is accepted
+if it looks right (for a zip: a valid zip whose entries sit under the expected top folder).
+
+Mirrors. If ``PRIORLAB_DATA_MIRROR`` is set (``file:///srv/priorlab-data`` or
+``https://host/priorlab-data``), or ``mirror=`` is passed, every file is fetched from
+``<mirror>/<relpath>`` instead of its canonical address: a mirror is laid out like a data root
+(the shared data root of these machines is one). Offline clusters and CI download from a local
+copy this way; the checksums are verified exactly as for the canonical address.
 
 Usage::
 
     from priorlab.data.download import download_dataset
     paths = download_dataset("omniglot", resolve_data_root(None))
 
-or from the shell: ``priorlab data download omniglot [--data-dir DIR]``. Offline, copy the
-files listed in ``DATASETS[name]`` to ``<data root>/<relpath>`` by hand instead.
+or from the shell: ``priorlab data download omniglot [--data-dir DIR]``, e.g.
+``PRIORLAB_DATA_MIRROR=file:///mnt/datasets priorlab data download omniglot``. Offline, copy
+the files listed in ``DATASETS[name]`` to ``<data root>/<relpath>`` by hand instead.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ import os
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -43,7 +57,16 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
+from priorlab.data.split_files import SPLIT_LISTS
+
 log = logging.getLogger(__name__)
+
+MIRROR_ENV_VAR = "PRIORLAB_DATA_MIRROR"
+MIRROR_HELP = (
+    f"Set {MIRROR_ENV_VAR}=file:///path/to/copy (or https://host/path) to download every file "
+    f"from <mirror>/<path under the data root> instead of its canonical address, e.g. from a "
+    f"local copy on an offline cluster or in CI; checksums are verified all the same."
+)
 
 _CHUNK = 1 << 16
 _TIMEOUT_S = 60
@@ -57,8 +80,23 @@ class ChecksumError(DownloadError):
     """Downloaded bytes do not match the registered checksum; nothing was written."""
 
 
+class MirrorError(DownloadError):
+    """The mirror setting (``PRIORLAB_DATA_MIRROR``) is not a usable URL."""
+
+
 class InvalidFileError(RuntimeError):
     """A file already in the data root is not what it should be (e.g. a broken zip)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A checksum the registry accepts for a file, and which copy of the file it identifies."""
+
+    algorithm: str
+    """``"md5"`` or ``"sha256"``."""
+    hexdigest: str
+    origin: str
+    """Where this digest comes from (which release or copy of the file it is the digest of)."""
 
 
 @dataclass(frozen=True)
@@ -70,20 +108,30 @@ class RemoteFile:
     url: str
     """Canonical public address (``https://``; ``file://`` also works)."""
     relpath: str
-    """Destination relative to the ``dest_dir`` given to :func:`fetch` (the data root)."""
+    """Destination relative to the ``dest_dir`` given to :func:`fetch` (the data root); also
+    the file's path under a mirror."""
     md5: str | None = None
-    """Expected md5 hex digest of the downloaded bytes (optional)."""
+    """Canonical md5 hex digest: of the file at ``url`` (optional)."""
     sha256: str | None = None
-    """Expected sha256 hex digest of the downloaded bytes (optional; preferred over md5)."""
+    """Canonical sha256 hex digest (optional; preferred over md5)."""
     zip_top_folder: str | None = None
     """For zips: every entry must sit under this folder. Used to accept an existing file."""
+    alternates: tuple[Digest, ...] = ()
+    """Digests of other known copies with the same content (each says which copy it is)."""
 
     def expected_digest(self) -> tuple[str, str] | None:
+        """The canonical ``(algorithm, hexdigest)``: sha256 if known, else md5, else None."""
         if self.sha256:
             return "sha256", self.sha256.lower()
         if self.md5:
             return "md5", self.md5.lower()
         return None
+
+    def accepted(self) -> list[Digest]:
+        """Every digest a download of this file may match: the canonical one, then alternates."""
+        canonical = self.expected_digest()
+        found = [Digest(*canonical, origin=f"canonical file at {self.url}")] if canonical else []
+        return found + [Digest(d.algorithm, d.hexdigest.lower(), d.origin) for d in self.alternates]
 
 
 _OMNIGLOT_ZIP_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{}.zip"
@@ -91,38 +139,41 @@ _VINYALS_URL = (
     "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/"
     "data/omniglot/splits/vinyals/{}.txt"
 )
-# sha256 of the split lists as published (identical copies are in the shared data root).
-_VINYALS_SHA256 = {
-    "train": "984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0",
-    "val": "11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a",
-    "test": "845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204",
-    "trainval": "5276ae50c755596d0bff7f2284e85625695549a85ee6e36b6491ad1e5d1cc26a",
+# The PNGs of the project's shared data root were taken unpacked from
+# AntreasAntoniou/HowToTrainYourMAMLPytorch and re-zipped in the original layout: the same
+# images, other zip bytes. Its sha256s (computed from that copy, 2026-11-27) are accepted too.
+_SHARED_REZIP = ("pixel-identical re-zip of the Omniglot PNGs (from AntreasAntoniou/"
+                 "HowToTrainYourMAMLPytorch) in the priorlab shared data root ../shared/datasets")
+_OMNIGLOT_ZIPS = {
+    # name: (canonical md5, as published with torchvision.datasets.Omniglot; re-zip sha256)
+    "images_background": ("68d2efa1b9178cc56df9314c21c6e718",
+                          "f0b84e5344bc0da0be8f887d6f410545e1ce5d34023761a609cda37b74cd9bbc"),
+    "images_evaluation": ("6b91aef0f799c5bb55b94e3f2daec811",
+                          "47f6305f8546374ad75715bdb3e659c795b3433239816496244e6b294d6164e0"),
 }
 
 DATASETS: dict[str, list[RemoteFile]] = {
     "omniglot": [
-        RemoteFile(
-            name="omniglot images_background.zip",
-            url=_OMNIGLOT_ZIP_URL.format("images_background"),
-            relpath="omniglot/images_background.zip",
-            md5="68d2efa1b9178cc56df9314c21c6e718",
-            zip_top_folder="images_background",
-        ),
-        RemoteFile(
-            name="omniglot images_evaluation.zip",
-            url=_OMNIGLOT_ZIP_URL.format("images_evaluation"),
-            relpath="omniglot/images_evaluation.zip",
-            md5="6b91aef0f799c5bb55b94e3f2daec811",
-            zip_top_folder="images_evaluation",
+        *(
+            RemoteFile(
+                name=f"omniglot {zip_name}.zip",
+                url=_OMNIGLOT_ZIP_URL.format(zip_name),
+                relpath=f"omniglot/{zip_name}.zip",
+                md5=md5,
+                zip_top_folder=zip_name,
+                alternates=(Digest("sha256", rezip_sha256, _SHARED_REZIP),),
+            )
+            for zip_name, (md5, rezip_sha256) in _OMNIGLOT_ZIPS.items()
         ),
         *(
             RemoteFile(
                 name=f"omniglot vinyals {split}.txt",
                 url=_VINYALS_URL.format(split),
                 relpath=f"omniglot/splits/vinyals/{split}.txt",
-                sha256=digest,
+                # the same digest the packaged copy is checked against (data/split_files.py)
+                sha256=SPLIT_LISTS[f"omniglot/splits/vinyals/{split}.txt"].sha256,
             )
-            for split, digest in _VINYALS_SHA256.items()
+            for split in ("train", "val", "test", "trainval")
         ),
     ],
     # The canonical python tarballs (md5s as published with them); read by data/cifar.py.
@@ -171,15 +222,47 @@ def _check_existing(path: Path, remote: RemoteFile) -> None:
         )
 
 
-def _download_one(remote: RemoteFile, dest: Path, progress: bool) -> None:
+def resolve_mirror(mirror: str | None = None) -> str | None:
+    """The mirror to download from: ``mirror`` if given, else ``$PRIORLAB_DATA_MIRROR``, else None.
+
+    A mirror is a ``file://``, ``http://`` or ``https://`` URL of a folder laid out like a data
+    root. Empty strings count as unset. Anything else raises :class:`MirrorError`.
+    """
+    given = mirror if mirror is not None else os.environ.get(MIRROR_ENV_VAR, "")
+    if not given:
+        return None
+    source = "the mirror" if mirror is not None else f"${MIRROR_ENV_VAR}"
+    parsed = urllib.parse.urlsplit(given)
+    if parsed.scheme not in ("file", "http", "https"):
+        hint = (f" For a local folder write it as a URL: {Path(given).expanduser().resolve().as_uri()}"
+                if not parsed.scheme else "")
+        raise MirrorError(
+            f"{source}={given!r} is not a usable mirror: it must be a file://, http:// or "
+            f"https:// URL of a folder laid out like a data root.{hint}"
+        )
+    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
+        raise MirrorError(
+            f"{source}={given!r} is not a usable mirror: a file:// mirror needs an absolute "
+            f"path, e.g. file:///srv/priorlab-data (three slashes)."
+        )
+    return given.rstrip("/")
+
+
+def mirror_url(mirror: str, remote: RemoteFile) -> str:
+    """Where ``remote`` lives under ``mirror``: ``<mirror>/<relpath>`` (path segments quoted)."""
+    return f"{mirror.rstrip('/')}/{urllib.parse.quote(remote.relpath)}"
+
+
+def _download_one(remote: RemoteFile, dest: Path, progress: bool, mirror: str | None) -> None:
+    url = mirror_url(mirror, remote) if mirror else remote.url
+    accepted = remote.accepted()
+    hashers = {d.algorithm: hashlib.new(d.algorithm) for d in accepted}
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
-    expected = remote.expected_digest()
-    hasher = hashlib.new(expected[0]) if expected else None
     try:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=_TIMEOUT_S) as resp:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 received = 0
@@ -189,31 +272,39 @@ def _download_one(remote: RemoteFile, dest: Path, progress: bool) -> None:
                 ) as bar:
                     while chunk := resp.read(_CHUNK):
                         out.write(chunk)
-                        if hasher is not None:
+                        for hasher in hashers.values():
                             hasher.update(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
                 if total is not None and received != total:
                     raise DownloadError(
-                        f"download of {remote.url} was cut short: got {received} of {total} bytes."
+                        f"download of {url} was cut short: got {received} of {total} bytes."
                     )
         except DownloadError:
             raise
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+            if mirror:
+                fix = (f"Check that the mirror {mirror} holds {remote.relpath} (a mirror is laid "
+                       f"out like a data root), or unset {MIRROR_ENV_VAR} to download from the "
+                       f"canonical address {remote.url}.")
+            else:
+                fix = (f"Check your network connection and retry. Without internet access you can "
+                       f"copy the file there by hand instead: put a copy of "
+                       f"{Path(remote.relpath).name} at {dest}, or download from a local copy "
+                       f"with {MIRROR_ENV_VAR}=file:///path/to/a/data/root.")
             raise DownloadError(
-                f"could not download {remote.url}\n  to {dest}\n  reason: {err}\n"
-                f"Check your network connection and retry. Without internet access you can "
-                f"copy the file there by hand instead: put a copy of {Path(remote.relpath).name} "
-                f"at {dest}."
+                f"could not download {url}\n  to {dest}\n  reason: {err}\n{fix}"
             ) from err
 
-        if hasher is not None:
-            got = hasher.hexdigest()
-            if got != expected[1]:
+        if accepted:
+            got = {algo: h.hexdigest() for algo, h in hashers.items()}
+            if not any(got[d.algorithm] == d.hexdigest for d in accepted):
+                listed = "\n".join(f"  {d.algorithm} {d.hexdigest}  ({d.origin})" for d in accepted)
+                received_digests = ", ".join(f"{algo} {hexd}" for algo, hexd in sorted(got.items()))
                 raise ChecksumError(
-                    f"checksum mismatch for {remote.url}: expected {expected[0]} {expected[1]}, "
-                    f"got {got}. The download was discarded and nothing was written to {dest}. "
-                    f"Retry; if it persists the upstream file changed, so copy a known-good "
+                    f"checksum mismatch for {url}: got {received_digests}; accepted digests:\n"
+                    f"{listed}\nThe download was discarded and nothing was written to {dest}. "
+                    f"Retry; if it persists the source file changed, so copy a known-good "
                     f"file to {dest} by hand."
                 )
         if dest.exists() and not dest.is_file():
@@ -231,13 +322,18 @@ def fetch(
     *,
     force: bool = False,
     progress: bool = True,
+    mirror: str | None = None,
 ) -> list[Path]:
     """Download each ``RemoteFile`` to ``dest_dir / relpath``; return the destination paths.
 
     Files already present are kept (after a sanity check, see the module docstring) unless
-    ``force`` is true. Raises :class:`DownloadError` (or its subclass :class:`ChecksumError`) if
-    a download fails, and :class:`InvalidFileError` if a present file is broken.
+    ``force`` is true; a call that finds every file present writes nothing. With a ``mirror``
+    (see :func:`resolve_mirror`; ``None`` reads ``$PRIORLAB_DATA_MIRROR``) each file comes from
+    ``<mirror>/<relpath>``. Raises :class:`DownloadError` (or its subclasses
+    :class:`ChecksumError`, :class:`MirrorError`) if a download fails, and
+    :class:`InvalidFileError` if a present file is broken.
     """
+    mirror = resolve_mirror(mirror)
     dest_dir = Path(dest_dir).expanduser().resolve()
     paths = []
     for remote in files:
@@ -246,15 +342,16 @@ def fetch(
             _check_existing(dest, remote)
             _say(f"present, kept: {dest}", progress)
         else:
+            source = mirror_url(mirror, remote) if mirror else remote.url
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise DownloadError(
-                    f"cannot create {dest.parent} to download {remote.url} into: {err}. "
+                    f"cannot create {dest.parent} to download {source} into: {err}. "
                     f"Choose a writable data root with --data-dir or PRIORLAB_DATA_DIR."
                 ) from err
-            _say(f"downloading {remote.url} -> {dest}", progress)
-            _download_one(remote, dest, progress)
+            _say(f"downloading {source} -> {dest}", progress)
+            _download_one(remote, dest, progress, mirror)
             _say(f"downloaded: {dest}", progress)
         paths.append(dest)
     return paths
@@ -266,12 +363,15 @@ def download_dataset(
     force: bool = False,
     *,
     progress: bool = True,
+    mirror: str | None = None,
 ) -> list[Path]:
     """Fetch every file of dataset ``name`` into ``data_root``; return their paths.
 
-    Files already present are kept and reported as present. Unknown names raise ValueError.
+    Files already present are kept and reported as present. ``mirror`` (default:
+    ``$PRIORLAB_DATA_MIRROR``) replaces the canonical addresses, see :func:`fetch`. Unknown
+    names raise ValueError.
     """
     if name not in DATASETS:
         known = ", ".join(sorted(DATASETS))
         raise ValueError(f"unknown dataset {name!r}; known datasets: {known}")
-    return fetch(DATASETS[name], data_root, force=force, progress=progress)
+    return fetch(DATASETS[name], data_root, force=force, progress=progress, mirror=mirror)

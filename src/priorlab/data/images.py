@@ -10,6 +10,9 @@ Layouts under the data root:
     pacs/<domain>/<class>/<image>.(jpg|png)     domains art_painting, cartoon, photo, sketch;
                                                 7 classes (the official "kfold" folder)
 
+The MiniImageNet split csv files ship with priorlab (``priorlab.data.split_files``, stored
+gzip-compressed); the data root's copy is used when present.
+
 Neither image set is on the project's CPU machines; tests write tiny images in these layouts.
 Images are decoded on access (RGB, resized to ``image_size``) and returned uint8 CHW.
 
@@ -20,6 +23,7 @@ Images are decoded on access (RGB, resized to ``image_size``) and returned uint8
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from priorlab.data.root import MissingDataError
+from priorlab.data.split_files import split_text
 
 PACS_DOMAINS = ("art_painting", "cartoon", "photo", "sketch")
 PACS_CLASSES = ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person")
@@ -44,19 +49,25 @@ def read_image(path: Path, image_size: int) -> np.ndarray:
 
 
 class MiniImageNetClasses:
-    """The classes of one MiniImageNet split as an episode source (``data.episodes.ClassSource``)."""
+    """The classes of one MiniImageNet split as an episode source (``data.episodes.ClassSource``).
+
+    The split csv is read from ``<data_root>/splits/miniimagenet/<split>.csv`` when present,
+    else from the copy packaged with priorlab; the images must be under the data root.
+    """
 
     def __init__(self, data_root: str | os.PathLike, split: str, image_size: int = 84):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split={split!r}: choose train, val or test")
         root = Path(data_root)
-        csv_path = root / "splits" / "miniimagenet" / f"{split}.csv"
-        if not csv_path.is_file():
-            raise MissingDataError("miniimagenet", root, [csv_path])
+        text, origin = split_text(root, f"splits/miniimagenet/{split}.csv")
         by_class: dict[str, list[str]] = {}
-        with csv_path.open() as fh:
-            for row in csv.DictReader(fh):
-                by_class.setdefault(row["label"], []).append(row["filename"])
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None or not {"filename", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{origin}: expected a 'filename,label' header, got {reader.fieldnames}; "
+                             f"replace it with the published split or delete it to use the "
+                             f"copy packaged with priorlab")
+        for row in reader:
+            by_class.setdefault(row["label"], []).append(row["filename"])
         self.image_dir = root / "miniimagenet" / "images"
         missing = [self.image_dir / f for files in by_class.values() for f in files[:1]
                    if not (self.image_dir / f).is_file()]

@@ -12,7 +12,8 @@ Expected files under the data root (see ``priorlab.data.root``)::
     omniglot/images_evaluation.zip      images_evaluation/<Alphabet>/characterNN/XXXX_YY.png
     omniglot/splits/vinyals/{train,val,test,trainval}.txt   lines "Alphabet/characterNN/rotXXX"
 
-``priorlab data download omniglot`` fetches them. PNGs are decoded directly from the zips (no
+``priorlab data download omniglot`` fetches them. The split lists also ship with priorlab
+(``priorlab.data.split_files``): a data root without them uses the packaged copies. PNGs are decoded directly from the zips (no
 extraction): each 105x105 1-bit image is converted to greyscale ("L") first, then resized with
 PIL's BOX filter (an exact area average: no ringing, no overshoot), then inverted so that ink is
 high (255 = ink, 0 = background). The decoded uint8 array is cached as an ``.npz`` in
@@ -49,6 +50,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from priorlab.data.root import MissingDataError, resolve_cache_dir
+from priorlab.data.split_files import split_text
 
 __all__ = [
     "OMNIGLOT_ZIPS",
@@ -273,7 +275,7 @@ def load_omniglot_images(
 
 
 def split_path(data_root: str | os.PathLike, split: str) -> Path:
-    """``<data_root>/omniglot/splits/vinyals/<split>.txt``."""
+    """``<data_root>/omniglot/splits/vinyals/<split>.txt`` (may be absent: see :func:`read_split`)."""
     if split not in SPLITS:
         raise ValueError(f"unknown Omniglot split {split!r}; valid splits: {', '.join(SPLITS)}")
     return Path(data_root) / DATASET / "splits" / "vinyals" / f"{split}.txt"
@@ -282,20 +284,22 @@ def split_path(data_root: str | os.PathLike, split: str) -> Path:
 def read_split(data_root: str | os.PathLike, split: str) -> list[tuple[str, int]]:
     """Read a Vinyals split file as ``[("Alphabet/characterNN", k), ...]``, k in 0..3.
 
-    ``k`` is the number of counter-clockwise quarter turns (rot000/090/180/270).
+    ``k`` is the number of counter-clockwise quarter turns (rot000/090/180/270). The list is
+    read from the data root's copy (:func:`split_path`) when it is present, and from the copy
+    packaged with priorlab otherwise (``priorlab.data.split_files``, checked against the
+    published file's sha256).
     """
-    path = split_path(data_root, split)
-    if not path.is_file():
-        raise MissingDataError(DATASET, data_root, [path])
+    relpath = split_path(data_root, split).relative_to(Path(data_root)).as_posix()
+    text, origin = split_text(data_root, relpath)
     entries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         m = _SPLIT_LINE.match(line)
         if m is None:
             raise ValueError(
-                f"{path}:{lineno}: expected a line like 'Alphabet/character01/rot090', got "
+                f"{origin}:{lineno}: expected a line like 'Alphabet/character01/rot090', got "
                 f"{line!r}. Re-download the split with `priorlab data download omniglot --force`."
             )
         entries.append((m["name"], int(m["deg"]) // 90))

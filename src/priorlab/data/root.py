@@ -145,11 +145,18 @@ class MissingDataError(FileNotFoundError):
         self.missing = [Path(p) for p in missing]
         listed = "\n".join(f"  - {p}" for p in self.missing)
         command = DOWNLOAD_COMMAND.format(dataset=dataset)
+        from priorlab.data.download import DATASETS  # lazy: download imports this module's package
+
+        if dataset in DATASETS:
+            fetch = f"  * download it: `{command}` (add `--data-dir DIR` to put it elsewhere), or\n"
+        else:
+            fetch = (f"  * fetch it from its publishers (there is no automatic download of {dataset}: "
+                     f"see docs/data.md for where it comes from and its layout), or\n")
         message = (
             f"{dataset} data not found in the data root {self.data_root}.\n"
             f"Missing file(s):\n{listed}\n"
             f"To fix this, either:\n"
-            f"  * download it: `{command}` (add `--data-dir DIR` to put it elsewhere), or\n"
+            f"{fetch}"
             f"  * point priorlab at a data root that already holds it: pass `--data-dir DIR` "
             f"or set {ENV_VAR}=DIR (the data root is the folder that contains '{dataset}/'), or\n"
             f"  * copy the files above into place by hand (offline machines)."
