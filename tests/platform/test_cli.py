@@ -48,7 +48,17 @@ def test_existing_experiment_is_not_touched(capsys, tmp_path, data_root):
 
 def test_eval_rejects_non_checkpoint(capsys, tmp_path):
     code, err = run(capsys, "eval", str(tmp_path))
-    assert code == 2 and "not a priorlab checkpoint" in err
+    assert code == 2 and "holds no priorlab checkpoint" in err and "experiment folder" in err
+
+
+def test_eval_names_a_damaged_checkpoint_file(capsys, tmp_path):
+    from priorlab.methods.memory.config import MemoryConfig
+    from priorlab.methods.memory.loop import MemoryLearner
+
+    ckpt = MemoryLearner(MemoryConfig(channels=4, lstm_hidden=16, n_shot=3, report_shots=[1])).save(tmp_path / "c")
+    (ckpt / "meta.json").write_text("{truncated")
+    code, err = run(capsys, "eval", str(ckpt))
+    assert code == 2 and str(ckpt / "meta.json") in err and "Traceback" not in err
 
 
 def test_stray_arguments_are_rejected():
@@ -71,3 +81,32 @@ def test_eval_prints_kshot_accuracies_with_intervals(capsys, tmp_path, data_root
     # the same checkpoint on the same (fixed) episodes gives the same numbers
     assert main(["eval", str(tmp_path / "ckpt"), "--episodes", "12"]) == 0
     assert capsys.readouterr().out == out
+
+
+def test_eval_takes_a_run_folder_or_an_experiment(capsys, tmp_path, data_root):
+    """A trial's run folder means its latest checkpoint; an experiment means its best finished
+    trial (a failed trial never counts, even with a better metric)."""
+    import json
+
+    from priorlab.methods.memory.config import MemoryConfig
+    from priorlab.methods.memory.loop import MemoryLearner
+    from priorlab.platform.results import ResultsStore, trial_row
+
+    cfg = MemoryConfig(channels=4, lstm_hidden=16, n_shot=3, report_shots=[1])
+    exp = tmp_path / "exp"
+    for trial, steps in (("a", (2, 4)), ("b", (2,)), ("c", (2,))):
+        for step in steps:
+            learner = MemoryLearner(cfg)
+            learner.step = step
+            learner.save(exp / "train_runs" / f"train_{trial}" / f"checkpoint_{step:09d}")
+    assert main(["eval", str(exp / "train_runs" / "train_a"), "--episodes", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "checkpoint at step 4" in captured.out and "checkpoint_000000004" in captured.err
+
+    (exp / "study.json").write_text(json.dumps({"study": "memory-label-injection", "fixed": {}}))
+    ResultsStore(exp).upsert([trial_row("a", "TERMINATED", {}, {"eval/acc_1shot": 0.3}),
+                              trial_row("b", "TERMINATED", {}, {"eval/acc_1shot": 0.6}),
+                              trial_row("c", "ERROR", {}, {"eval/acc_1shot": 0.9})])
+    assert main(["eval", str(exp), "--episodes", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "best finished trial b" in err and "1 failed trial(s) not considered" in err

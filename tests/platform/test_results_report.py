@@ -44,6 +44,69 @@ def test_report_groups_by_swept_choice_and_plots(tmp_path):
     rep = build_report(tmp_path)
     assert "first" in rep.text and "0.550 ± 0.071" in rep.text and "lstm" in rep.text
     assert rep.plot_path.stat().st_size > 1000 and rep.csv_path.is_file()
+    assert "± = std over the n trials" in rep.text and "chance level 0.200" in rep.text
+
+
+def _memory_experiment(tmp_path, trials, fixed=None):
+    """trials: (trial_id, status, mode, {step: acc_1shot}) -> an experiment folder."""
+    fixed = fixed or {"report_shots": [1], "max_iters": 40, "eval_every": 10}
+    (tmp_path / STUDY_FILE).write_text(json.dumps(
+        {"study": "memory-label-injection", "fixed": fixed, "seed": 0}))
+    store = ResultsStore(tmp_path)
+    for tid, status, mode, curve in trials:
+        config = {**fixed, "label_injection": mode}
+        rows = [trial_row(tid, "RUNNING", config, {"step": float(k), "eval/acc_1shot": v,
+                                                   "eval/acc_1shot_ci95": 0.01})
+                for k, v in sorted(curve.items())]
+        store.append_history(rows, key="step")
+        last = rows[-1] | {"status": status} if rows else trial_row(tid, status, config, {})
+        if status == "ERROR":
+            last["error_file"] = str(tmp_path / f"trial_{tid}" / "error.txt")
+        store.upsert([last])
+    return tmp_path
+
+
+def test_failed_trials_are_left_out_and_listed(tmp_path):
+    exp = _memory_experiment(tmp_path, [
+        ("a", "TERMINATED", "first", {10: 0.4, 20: 0.5, 30: 0.6, 40: 0.7}),
+        ("b", "TERMINATED", "first", {10: 0.4, 20: 0.5, 30: 0.6, 40: 0.5}),
+        ("c", "ERROR", "first", {10: 0.0}),  # its partial metrics must not pull the mean down
+    ])
+    rep = build_report(exp)
+    row = rep.table.set_index("label_injection").loc["first"]
+    assert row["eval/acc_1shot mean"] == pytest.approx(0.6) and row["eval/acc_1shot n"] == 2
+    assert rep.failed == 1 and "1 trial(s) failed" in rep.text
+    assert str(exp / "trial_c" / "error.txt") in rep.text
+
+
+def test_choices_are_compared_at_equal_budget(tmp_path):
+    # ASHA stopped every `lstm` trial at step 20; `first` ran to 40 and is better late on only.
+    exp = _memory_experiment(tmp_path, [
+        ("a", "TERMINATED", "first", {10: 0.3, 20: 0.35, 30: 0.6, 40: 0.8}),
+        ("b", "TERMINATED", "lstm", {10: 0.3, 20: 0.45}),
+        ("c", "TERMINATED", "lstm", {10: 0.3, 20: 0.55}),
+        ("d", "TERMINATED", "first", {10: 0.2}),  # stopped before the common budget: left out
+    ])
+    rep = build_report(exp)
+    assert rep.budget == 20
+    t = rep.table.set_index("label_injection")
+    assert t.loc["first", "eval/acc_1shot mean"] == pytest.approx(0.35)  # its step-20 report, not 0.8
+    assert t.loc["first", "eval/acc_1shot n"] == 1 and t.loc["lstm", "eval/acc_1shot n"] == 2
+    assert t.loc["lstm", "eval/acc_1shot mean"] == pytest.approx(0.5)
+    assert "every choice at step 20" in rep.text
+    assert "Trials that ran to the end (1 of 4" in rep.text and "0.800" in rep.text
+    assert "0.350 ± 0.010*" in rep.text  # n = 1: the trial's own interval over episodes, marked
+
+
+def test_history_is_appended_and_deduplicated_by_progress(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.append_history([{"trial_id": "a", "step": 10.0, "m": 0.1}], key="step")
+    store.append_history([{"trial_id": "a", "step": 20.0, "m": 0.2}], key="step")
+    # a resumed trial reports step 20 again: the newer row replaces the old one
+    store.append_history([{"trial_id": "a", "step": 20.0, "m": 0.25},
+                          {"trial_id": "b", "step": 10.0, "m": 0.3}], key="step")
+    h = store.read_history().sort_values(["trial_id", "step"])
+    assert list(h["m"]) == [0.1, 0.25, 0.3]
 
 
 def test_report_errors_are_actionable(tmp_path):
@@ -76,6 +139,7 @@ def test_hyper_maml_report_is_laid_out_as_tables_3_6_and_3_7(tmp_path):
     rng = np.random.default_rng(0)
     for i, (hyper, k) in enumerate([(h, k) for h in (True, False) for k in (1, 5) for _ in range(3)]):
         metrics = {"eval/same/acc": rng.uniform(), "eval/cross/acc": rng.uniform(),
+                   "eval/val/acc": rng.uniform(),
                    "diag/movement_early": 0.01, "diag/movement_mid": 0.02,
                    "diag/movement_late": 0.03, "iteration": 2}
         config = {**fixed, "hyper": hyper, "k_shot": k, "seed": i % 3}
@@ -87,7 +151,7 @@ def test_hyper_maml_report_is_laid_out_as_tables_3_6_and_3_7(tmp_path):
     assert "cf. Table 3.6" in rep.text and "cf. Table 3.7" in rep.text and "Fig. 3.5" in rep.text
     assert "HyperResNet-12" in rep.text and "1-shot 5-way" in rep.text and "(n=3)" in rep.text
     md = rep.tables_path.read_text()
-    assert md.count("| HyperResNet-12 |") == 3 and md.count("| ResNet-12 |") == 3
+    assert md.count("| HyperResNet-12 |") >= 3 and md.count("| ResNet-12 |") >= 3
     assert rep.curves_path.stat().st_size > 1000
 
 

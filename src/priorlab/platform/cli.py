@@ -2,14 +2,16 @@
 
     priorlab sweep memory-label-injection [key=value ...] [--samples N] [--max-iters N]
                   [--workers-per-trial N] [--address auto] [--resume] [--name NAME]
+    priorlab train memory-label-injection [key=value ...] [--name NAME]
     priorlab report runs/<experiment>
-    priorlab eval <checkpoint-dir> --episodes 1000
+    priorlab eval <checkpoint | run folder | experiment> --episodes 1000
     priorlab data download omniglot
     priorlab studies
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
-and exit with status 2.
+and exit with status 2; a sweep or run with failed trials exits with status 1 (after writing
+everything it has), an interrupted one with 130.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from pathlib import Path
 
 from priorlab.data.download import DownloadError, InvalidFileError, download_dataset
 from priorlab.data.root import MissingDataError, resolve_data_root
+from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
 USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, CheckpointError,
-               DownloadError, InvalidFileError, FileExistsError)
+               DownloadError, InvalidFileError, FileExistsError, PackagedSplitError)
 
 # checkpoint method tag -> "module:function" evaluating it (loaded lazily)
 EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
@@ -38,38 +41,64 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
                    help="data root (default: $PRIORLAB_DATA_DIR, else ~/.cache/priorlab)")
 
 
+def _add_launch_options(p: argparse.ArgumentParser, unit: str, *, workers_flag: str,
+                        runs_help: str) -> None:
+    """What `sweep` and `train` share: the study, overrides, resources, where runs go."""
+    p.add_argument("study", help=f"one of: {', '.join(sorted(STUDIES))}")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config fields (e.g. channels=16 n_shot=10)")
+    p.add_argument("--max-iters", type=int, default=None,
+                   help=f"length of each {unit} (the study's iterations or epochs field)")
+    p.add_argument(workers_flag, type=int, default=1, help=f"Ray Train workers per {unit} (data parallel)")
+    p.add_argument("--cpus-per-worker", type=float, default=None)
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    p.add_argument("--address", default=None, help="Ray cluster address ('auto' on a head node)")
+    p.add_argument("--runs-dir", default="runs", help=runs_help)
+    _add_run_options(p)
+    _add_data_dir(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-failures", type=int, default=None,
+                   help="worker failures a run recovers from by restarting from its latest "
+                        "checkpoint (default 2; 0 = none, -1 = no limit)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's own log lines (by default they go to the session's log files)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="priorlab", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     sw = sub.add_parser("sweep", help="run a Ray Tune + Optuna sweep of a study")
-    sw.add_argument("study", help=f"one of: {', '.join(sorted(STUDIES))}")
-    sw.add_argument("overrides", nargs="*", metavar="key=value",
-                    help="fix config fields (e.g. channels=16 n_shot=10)")
+    _add_launch_options(sw, "trial", workers_flag="--workers-per-trial",
+                        runs_help="where experiments go (default: ./runs)")
     sw.add_argument("--samples", type=int, default=None, help="number of trials")
-    sw.add_argument("--max-iters", type=int, default=None, help="length of each trial (the study's iterations or epochs field)")
-    sw.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
-    sw.add_argument("--cpus-per-worker", type=float, default=None)
-    sw.add_argument("--gpu", action="store_true", help="one GPU per worker")
-    sw.add_argument("--address", default=None, help="Ray cluster address ('auto' on a head node)")
     sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     sw.add_argument("--name", default=None, help="experiment folder name under --runs-dir")
-    sw.add_argument("--runs-dir", default="runs", help="where experiments go (default: ./runs)")
     sw.add_argument("--seed", type=int, default=0, help="searcher seed")
-    _add_data_dir(sw)
+
+    tr = sub.add_parser("train", help="one run of a study's method (no sweep), resumable by --name")
+    _add_launch_options(tr, "run", workers_flag="--workers",
+                        runs_help="runs go to RUNS_DIR/train/NAME (default: ./runs)")
+    tr.add_argument("--name", default=None, help="run folder name under RUNS_DIR/train; rerun to resume")
 
     rp = sub.add_parser("report", help="summarise an experiment: table + PNG plot")
     rp.add_argument("experiment")
 
     ev = sub.add_parser("eval", help="k-shot accuracies of a checkpoint on held-out episodes")
-    ev.add_argument("checkpoint")
+    ev.add_argument("checkpoint", help="a checkpoint folder, a trial's run folder (its latest "
+                    "checkpoint) or an experiment folder (its best finished trial)")
     ev.add_argument("--episodes", type=int, default=1000)
     ev.add_argument("--split", default="test")
     _add_data_dir(ev)
 
     da = sub.add_parser("data", help="data sets")
     dsub = da.add_subparsers(dest="data_command", required=True)
-    dl = dsub.add_parser("download", help="fetch a data set's canonical files into the data root")
+    from priorlab.data.download import MIRROR_HELP
+
+    dl = dsub.add_parser("download", help="fetch a data set's canonical files into the data root",
+                         epilog=MIRROR_HELP)
     dl.add_argument("name")
     dl.add_argument("--force", action="store_true", help="re-download files already present")
     _add_data_dir(dl)
@@ -87,6 +116,7 @@ def cmd_sweep(args) -> int:
         name=args.name, samples=args.samples, max_iters=args.max_iters,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         use_gpu=args.gpu, address=args.address, resume=args.resume, seed=args.seed,
+        max_failures=args.max_failures, verbose=args.verbose,
     )
     print()
     print(outcome.report_text)
@@ -96,7 +126,50 @@ def cmd_sweep(args) -> int:
     print(f"plot:        {outcome.plot_path}")
     print(f"checkpoints: {outcome.experiment / 'train_runs'}")
     print(f"re-print with `priorlab report {outcome.experiment}`")
-    return 130 if outcome.interrupted else 0
+    _print_log_dir(args.verbose)
+    if outcome.interrupted:
+        return 130
+    if outcome.failed:
+        print(f"priorlab: {outcome.failed} trial(s) failed (see above); exit status 1", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_log_dir(verbose: bool) -> None:
+    from priorlab.platform.runtime import log_dir
+
+    where = log_dir()
+    if where and not verbose:
+        print(f"Ray's own logs: {where} (--verbose shows them on the console)")
+
+
+def cmd_train(args) -> int:
+    from priorlab.platform.train import run_train
+
+    outcome = run_train(
+        args.study, overrides=parse_overrides(args.overrides),
+        data_root=resolve_data_root(args.data_dir), runs_dir=Path(args.runs_dir), name=args.name,
+        max_iters=args.max_iters, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+        use_gpu=args.gpu, address=args.address, max_failures=args.max_failures,
+        verbose=args.verbose,
+    )
+    print()
+    keys = sorted(outcome.metrics)
+    width = max((len(k) for k in keys), default=6)
+    for k in keys:
+        v = outcome.metrics[k]
+        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    print()
+    print(f"run folder:  {outcome.run_dir}")
+    print(f"checkpoints: {outcome.run_dir / 'checkpoints'}")
+    print(f"evaluate:    priorlab eval {outcome.run_dir}")
+    print(f"resume:      rerun with --name {outcome.run_dir.name}")
+    _print_log_dir(args.verbose)
+    if outcome.failed:
+        print(f"priorlab: the run failed; traceback in {outcome.error_file or outcome.run_dir / 'tune'}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -115,12 +188,17 @@ def cmd_report(args) -> int:
 def cmd_eval(args) -> int:
     import importlib
 
-    meta = read_meta(args.checkpoint)
+    from priorlab.platform.locate import locate_checkpoint
+
+    located = locate_checkpoint(args.checkpoint)
+    print(f"[priorlab] evaluating the {located.how}", file=sys.stderr)
+    meta = read_meta(located.checkpoint)
     if meta["method"] not in EVALUATORS:
-        raise CheckpointError(f"no evaluator for {meta['method']!r} checkpoints yet")
+        raise CheckpointError(f"no evaluator for {meta['method']!r} checkpoints yet "
+                              f"(evaluators: {sorted(EVALUATORS)})")
     module, fn = EVALUATORS[meta["method"]].split(":")
     metrics = getattr(importlib.import_module(module), fn)(
-        args.checkpoint, resolve_data_root(args.data_dir), episodes=args.episodes, split=args.split)
+        located.checkpoint, resolve_data_root(args.data_dir), episodes=args.episodes, split=args.split)
     n = int(metrics.get("eval/episodes", metrics.get("eval/tasks", args.episodes)))
     print(f"{meta['method']} checkpoint at step {int(metrics['step'])}, {n} {args.split} episodes")
     if "eval/acc_0shot" in metrics:  # online episodes: accuracy at each shot
@@ -159,19 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options; anything else unknown is an error.
-    stray = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "sweep"]
+    stray = [e for e in extra if e.startswith("-") or "=" not in e
+             or args.command not in ("sweep", "train")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    handler = {"sweep": cmd_sweep, "report": cmd_report, "eval": cmd_eval, "data": cmd_data,
-               "studies": cmd_studies}[args.command]
+    handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
+               "data": cmd_data, "studies": cmd_studies}[args.command]
     from priorlab.platform.runtime import RuntimeUnavailable
     from priorlab.platform.sweep import SweepError
+    from priorlab.platform.train import TrainError
 
     try:
         return handler(args)
-    except (*USER_ERRORS, RuntimeUnavailable, SweepError) as err:
+    except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 

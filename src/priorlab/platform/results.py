@@ -2,16 +2,19 @@
 
 Columns: ``trial_id``, ``status``, ``iterations``, the trial's config keys (prefixed
 ``config/``), every metric it last reported (``eval/acc_1shot``, ``psnr``, ``auroc``... as
-the study reports them) and ``checkpoint_path``. A second table,
-``EXPERIMENT/history.parquet``, holds every report of every trial (for learning curves).
-Rows are written when a trial finishes, so an interrupted sweep loses no finished trial;
-writes are atomic (temp file + rename).
+the study reports them) and ``checkpoint_path`` (and ``error_file`` for a trial that failed). A second table,
+``EXPERIMENT/history.parquet``, holds every report of every trial (learning curves, the
+report's equal-budget view). Result rows are written when a trial finishes, so an interrupted
+sweep loses no finished trial; history rows are appended as each report arrives, so a driver
+killed mid-sweep loses no report either (a resumed trial that reports the same step again
+replaces its earlier row). Writes are atomic (temp file + rename).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +44,14 @@ def trial_row(trial_id: str, status: str, config: dict[str, Any], metrics: dict[
 
 
 def _atomic_write(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class ResultsStore:
@@ -79,13 +87,21 @@ class ResultsStore:
         _atomic_write(merged.sort_values("trial_id", kind="stable").reset_index(drop=True),
                       self.results_path)
         if history:
-            old_h = self.read_history()
-            new_h = pd.DataFrame(history)
-            if not old_h.empty:
-                old_h = old_h[~old_h["trial_id"].isin(new_h["trial_id"])]
-                new_h = pd.concat([old_h, new_h], ignore_index=True)
-            _atomic_write(new_h, self.history_path)
+            self.append_history(history)
 
+    def append_history(self, rows: list[dict[str, Any]], key: str | None = None) -> None:
+        """Append reports to history.parquet. With ``key`` (the study's progress column, e.g.
+        ``step``), a row whose (trial_id, key) is already stored replaces the old one."""
+        if not rows:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        new = pd.DataFrame(rows)
+        old = self.read_history()
+        merged = pd.concat([old, new], ignore_index=True) if not old.empty else new
+        subset = ["trial_id", key] if key and key in merged.columns else None
+        if subset is not None:
+            merged = merged.drop_duplicates(subset=subset, keep="last")
+        _atomic_write(merged.reset_index(drop=True), self.history_path)
 
 def clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):

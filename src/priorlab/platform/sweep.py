@@ -15,6 +15,7 @@ continues unfinished trials from their latest Train checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -24,10 +25,15 @@ from typing import Any
 
 from priorlab.methods.configuration import config_from_dict, config_to_dict
 from priorlab.platform import runtime
-from priorlab.platform.report import STUDY_FILE, build_report
+from priorlab.platform.report import STUDY_FILE, build_report, read_study_file
 from priorlab.platform.results import ResultsStore, trial_row
 from priorlab.platform.studies import get_study
 from priorlab.trainables.common import RunResources
+
+
+TRIAL_RETRIES = 1
+"""Tune-level retries of a trial whose driver failed (Train worker failures are healed inside
+by ``RunResources.max_failures``); ``--max-failures 0`` turns both off."""
 
 
 class SweepError(ValueError):
@@ -41,25 +47,33 @@ class SweepOutcome:
     report_text: str
     plot_path: Path | None
     interrupted: bool = False
+    failed: int = 0
+    """Trials that ended in ERROR (after their retries); the CLI exits non-zero if any."""
 
 
-def _results_callback(experiment: Path):
+def _results_callback(experiment: Path, progress_key: str):
     from ray.tune import Callback
 
     class ResultsCallback(Callback):
-        """Writes each trial's row to results.parquet as soon as the trial ends."""
+        """Appends every report to history.parquet as it arrives and writes each trial's row to
+        results.parquet the moment the trial ends (TERMINATED or ERROR, with its error file)."""
 
         def __init__(self):
-            self.experiment = str(experiment)
-            self.history: dict[str, list[dict]] = {}
+            self.store = ResultsStore(experiment)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             row = trial_row(trial.trial_id, "RUNNING", trial.config, result)
-            self.history.setdefault(trial.trial_id, []).append(row)
+            self.store.append_history([row], key=progress_key)
 
         def _store(self, trial, status):
             row = trial_row(trial.trial_id, status, trial.config, trial.last_result or {})
-            ResultsStore(self.experiment).upsert([row], self.history.get(trial.trial_id))
+            if status == "ERROR":
+                row["error_file"] = _error_file(trial)
+            self.store.upsert([row])
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            print(f"[priorlab] trial {trial.trial_id} failed; retrying it from its latest "
+                  f"checkpoint (error: {_error_file(trial) or 'see the Tune log'})", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._store(trial, "TERMINATED")
@@ -70,12 +84,48 @@ def _results_callback(experiment: Path):
     return ResultsCallback()
 
 
+def _error_file(trial) -> str | None:
+    """Tune's error.txt of a failed trial (its traceback), if it was written."""
+    try:
+        path = trial.error_file
+    except Exception:  # noqa: BLE001 - an attribute of Tune's, best effort
+        return None
+    return str(path) if path else None
+
+
+def _status_table(study, space: dict[str, Any]):
+    """Tune's compact status table: the searched keys, how far each trial got, the study
+    metric (used when Tune's legacy table output is on, as priorlab's quiet console sets)."""
+    import os
+
+    if os.environ.get("RAY_AIR_NEW_OUTPUT", "1") != "0":
+        return None
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        parameter_columns=sorted(space),
+        metric_columns={study.progress_metric: study.progress_metric,
+                        study.metric: study.metric.split("/")[-1]},
+        max_report_frequency=30, print_intermediate_tables=True,
+        sort_by_metric=True, metric=study.metric, mode=study.mode)
+
+
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
 def default_name(study: str) -> str:
     return f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def fixed_seed_repeats(study, fixed: dict[str, Any], samples: int) -> list[int] | None:
+    """Seeds of the repeats of a sweep with nothing left to search (every searched key pinned),
+    or None when something is still searched or the method has no seed field."""
+    seed_field = "seed" in {f.name for f in dataclasses.fields(study.config_cls)}
+    if not seed_field:
+        return None
+    base = int(fixed.get("seed", getattr(study.config_cls(), "seed", 0)))
+    return [base + i for i in range(samples)]
 
 
 def run_sweep(
@@ -93,6 +143,8 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     seed: int = 0,
+    max_failures: int | None = None,
+    verbose: bool = False,
 ) -> SweepOutcome:
     study = get_study(study_name)
     runs_dir = Path(runs_dir).resolve()
@@ -110,24 +162,30 @@ def run_sweep(
     if max_iters is not None:
         fixed[study.iters_key] = max_iters
     if resume:
-        info = json.loads((experiment / STUDY_FILE).read_text())
+        info = read_study_file(experiment)
         if overrides or max_iters is not None:
             raise SweepError("--resume continues the sweep as it was started; drop the overrides")
         fixed, seed, samples = info["fixed"], info["seed"], info["samples"]
         workers_per_trial = info.get("workers_per_trial", workers_per_trial)
-    config_from_dict(study.config_cls, fixed)  # fails early, naming any bad key or value
+    # Fails early, naming any bad key or value; the parsed values (lists, numbers) are kept.
+    parsed = config_to_dict(config_from_dict(study.config_cls, fixed))
+    fixed = {k: parsed[k] for k in fixed}
+    if max_failures is not None and max_failures < -1:
+        raise SweepError(f"--max-failures {max_failures}: use -1 (retry forever), 0 (never) or a count")
 
     space = {k: v for k, v in study.space().items() if k not in fixed}
     if study.prepare_data is not None:
         study.prepare_data(data_root, fixed)  # missing data fails here, before Ray starts
 
-    rt = runtime.start(address)
+    rt = runtime.start(address, verbose=verbose)
     from ray import tune
 
     res = RunResources(workers=workers_per_trial, use_gpu=use_gpu,
                        data_root=str(data_root), storage_path=str(experiment / "train_runs"))
     if cpus_per_worker is not None:
         res.cpus_per_worker = cpus_per_worker
+    if max_failures is not None:
+        res.max_failures = max_failures
     per_trial = res.workers * res.cpus_per_worker + res.data_cpus + 0.01
     concurrent = max(1, math.floor(rt.cpus / per_trial + 1e-9))
     if use_gpu:
@@ -135,42 +193,69 @@ def run_sweep(
     n_samples = samples or study.default_samples
     full_config = {**config_to_dict(config_from_dict(study.config_cls, fixed)), **fixed}
     max_t = study.reports_per_trial(full_config)
+
+    repeats = fixed_seed_repeats(study, fixed, n_samples) if not space else None
+    if repeats is not None:
+        # Nothing left to search: Optuna refuses an empty space, and early stopping would cut
+        # replicates of one config short. Run the fixed config once per seed instead.
+        space = {"seed": tune.grid_search(repeats)}
+        searcher = scheduler = None
+        num_samples = 1
+        pinned = "" if "seed" not in fixed else f" (seed pinned to {fixed['seed']}: counting up from it)"
+        note = (f"nothing left to search (every searched key is fixed): running the fixed config "
+                f"{n_samples} time(s) with seeds {repeats}{pinned}, no early stopping")
+    else:
+        searcher = study.make_searcher(seed, set(space))
+        scheduler = study.make_scheduler(max_t)
+        num_samples = n_samples
+        note = None
     grid = math.prod(len(v["grid_search"]) for v in space.values()
                      if isinstance(v, dict) and "grid_search" in v)
-    n_trials = n_samples * grid
+    n_trials = num_samples * grid
 
     trainable = tune.with_resources(study.trainable, {"CPU": 0.01})
     if resume:
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
+        n_trials = int(info.get("trials", n_trials))
     else:
         experiment.mkdir(parents=True)
         (experiment / STUDY_FILE).write_text(json.dumps(
             {"study": study.name, "fixed": fixed, "seed": seed, "samples": n_samples,
-             "workers_per_trial": workers_per_trial, "data_root": str(data_root),
-             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+             "trials": n_trials, "workers_per_trial": workers_per_trial,
+             "data_root": str(data_root), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
         param_space = {**fixed, **space, **{k: v for k, v in vars(res).items()}}
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                search_alg=study.make_searcher(seed, set(space)),
-                scheduler=study.make_scheduler(max_t),
-                num_samples=n_samples,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=num_samples,
                 max_concurrent_trials=concurrent,
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=experiment.name, storage_path=str(runs_dir),
-                callbacks=[_results_callback(experiment)], verbose=1,
+                callbacks=[_results_callback(experiment, study.progress_metric)],
+                # A trial whose driver died (e.g. its node was lost) is retried once; lost Train
+                # workers are healed inside the trial (RunResources.max_failures).
+                failure_config=tune.FailureConfig(
+                    max_failures=0 if res.max_failures == 0 else TRIAL_RETRIES),
+                progress_reporter=_status_table(study, space),
+                verbose=1,
             ),
         )
+    if note:
+        print(f"[priorlab] {study.name}: {note}", flush=True)
     print(f"[priorlab] {study.name}: {n_trials} trials, {concurrent} at a time, "
           f"experiment {experiment}", flush=True)
     grid = tuner.fit()
     # Rows are written by the ResultsCallback as each trial ends; a trial cut short by Ctrl-C
     # is not finished and gets no row (its checkpoints stay for --resume).
-    finished = len(ResultsStore(experiment).read())
+    rows = ResultsStore(experiment).read()
+    finished = len(rows)
+    failed = int((rows["status"] == "ERROR").sum()) if finished else 0
     interrupted = finished < n_trials
     if interrupted:
         print(f"[priorlab] sweep interrupted: {finished} of {n_trials} trials finished, state "
@@ -178,7 +263,7 @@ def run_sweep(
               f" --runs-dir {runs_dir}", flush=True)
     report = build_report(experiment)
     return SweepOutcome(experiment=experiment, n_trials=len(grid), report_text=report.text,
-                        plot_path=report.plot_path, interrupted=interrupted)
+                        plot_path=report.plot_path, interrupted=interrupted, failed=failed)
 
 
 def _find_resumable(runs_dir: Path, study: str, name: str | None) -> Path:

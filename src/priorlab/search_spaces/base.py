@@ -50,6 +50,15 @@ class Study:
     history_curve: tuple[str, str] | None = None
     """(x, metric) columns of history.parquet to plot per group as validation curves
     (e.g. ("iteration", "eval/cross/acc") for Fig. 3.6); None: no curve plot."""
+    progress_metric: str = "step"
+    """The reported metric that says how far a trial got, in ``iters_key`` units (``step``,
+    ``iteration``, ``epoch``): the report compares choices at equal values of it, history rows
+    are keyed by it, and `priorlab train` draws its progress bar with it."""
+    train_point: dict[str, Any] = field(default_factory=dict)
+    """Values of searched keys for `priorlab train` (a single run): the study's reference choice
+    where the method's own defaults (the paper's) do not fit the laptop budget."""
+    chance: Callable[[dict[str, Any]], float | None] = lambda config: None
+    """Chance level of the study metric for a config (e.g. 1 / n_way), drawn on the plot; None: none."""
 
 
 def grid_searcher(seed: int, searched: set[str]):

@@ -84,4 +84,6 @@ STUDY = Study(
     prepare_data=prepare_data,
     default_samples=4,
     extra_columns=("lr", "channels"),
+    progress_metric="step",
+    chance=lambda config: 1.0 / int(config.get("n_way", MemoryConfig().n_way)),
 )

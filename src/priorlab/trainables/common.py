@@ -39,6 +39,10 @@ class RunResources:
     stream: str = "ray_data"
     """`ray_data`: episodes streamed by Ray Data; `local`: the same sampler inside each worker
     (benchmarks/stream.py compares the two)."""
+    max_failures: int = 2
+    """Worker-group failures (a killed or crashed worker, a lost node) a run recovers from by
+    restarting its workers from the latest checkpoint; 0: none, -1: no limit. A deterministic
+    error in the training code fails again on every retry, so keep this small."""
 
     @classmethod
     def keys(cls) -> set[str]:
@@ -108,27 +112,34 @@ def restore_from_train_checkpoint(method: str):
 
 
 def report_with_checkpoint(metrics: dict[str, float], save, step: int) -> None:
-    """ray.train.report with a checkpoint written by ``save(dir)`` on rank 0 only."""
+    """ray.train.report with a checkpoint written by ``save(dir)`` on rank 0 only; the reported
+    metrics are also kept in the checkpoint's meta.json (so a checkpoint says how good it was)."""
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
-            save(Path(tmp) / "ckpt")
-            checkpoint = ray.train.Checkpoint.from_directory(str(Path(tmp) / "ckpt"))
+            folder = Path(tmp) / "ckpt"
+            save(folder)
+            meta = json.loads((folder / META).read_text())
+            meta["metrics"] = {**meta.get("metrics", {}), **metrics}
+            (folder / META).write_text(json.dumps(meta, indent=2, default=float))
+            checkpoint = ray.train.Checkpoint.from_directory(str(folder))
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))
 
 
 def torch_trainer(train_fn, config: dict[str, Any], res: RunResources, *, datasets=None,
                   callbacks: list | None = None):
     """The TorchTrainer every method uses: its resources, a stable run name (so a rerun with the
-    same name resumes from the latest checkpoint) and the two newest checkpoints kept."""
+    same name resumes from the latest checkpoint), the two newest checkpoints kept, and
+    ``res.max_failures`` worker-group restarts, each resuming from the latest checkpoint."""
     from ray.train.torch import TorchTrainer
 
     return TorchTrainer(
         train_fn, train_loop_config=config, scaling_config=res.scaling_config(),
         run_config=ray.train.RunConfig(
             name=res.run_name or None, storage_path=res.storage_path or None,
-            callbacks=callbacks or [], checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            callbacks=callbacks or [], checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=res.max_failures)),
         datasets=datasets or {},
     )
 
