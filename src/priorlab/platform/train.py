@@ -69,7 +69,8 @@ def _progress_callback(total: int, progress_key: str, metric: str, unit: str):
                 self.on_trial_start(iteration, trials, trial)
             starts = [v for k, v in result.items() if k.startswith("train/start_")]
             if starts and starts[0] and self.bar.n == 0:
-                self.bar.write(f"[priorlab] resumed from {unit} {int(starts[0])} (latest checkpoint)")
+                self.bar.write(f"[priorlab] resumed from {unit} {int(starts[0])} (latest checkpoint)",
+                               file=sys.stderr)
             done = result.get(progress_key)
             if isinstance(done, (int, float)):
                 self.bar.n = int(done)
@@ -79,7 +80,8 @@ def _progress_callback(total: int, progress_key: str, metric: str, unit: str):
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             if self.bar is not None:
-                self.bar.write("[priorlab] the run failed; retrying from its latest checkpoint")
+                self.bar.write("[priorlab] the run failed; retrying from its latest checkpoint",
+                               file=sys.stderr)
 
         def on_experiment_end(self, trials, **info):
             if self.bar is not None:
