@@ -8,15 +8,22 @@ evaluate at the same points on the same episodes. Target: overhead <= 15% for a 
 
 The trial is run twice in the same Ray session: the first ("cold") also pays one-time costs
 of a fresh Ray (worker processes importing torch for the first time, Tune's first start); the
-second ("warm") is what every further trial of a sweep costs. Both are reported; the target
-is judged on the warm trial.
+second ("warm") is what every further trial of a sweep costs. The target is judged on the
+first trial, as it was set (a user's sweep starts with one): <= 15%, aiming at <= 10%.
 
-    python benchmarks/overhead.py [--seconds 120]
+The fixed cost of each trial is split from the trial's own timestamps (unix seconds reported by
+the memory trainable): Tuner.fit() -> the worker's train function starts (Tune trial actor,
+Train controller, worker group, process group) -> its loop starts (model, validation data)
+-> the first training step (first batch from the Ray Data stream), and the last report ->
+Tuner.fit() returns (checkpoint upload, shutdown).
+
+    python benchmarks/overhead.py [--seconds 120] [--out overhead]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -81,36 +88,53 @@ def tuned(root, iters: int) -> float:
         tuner = tune.Tuner(tune.with_resources(train_driver_fn, {"CPU": 0.01}), param_space=space,
                            tune_config=tune.TuneConfig(num_samples=1),
                            run_config=tune.RunConfig(name="overhead", storage_path=tmp, verbose=0))
-        t0 = time.perf_counter()
+        t0, unix0 = time.perf_counter(), time.time()
         grid = tuner.fit()
-        wall = time.perf_counter() - t0
+        wall, unix1 = time.perf_counter() - t0, time.time()
         assert not grid.errors, grid.errors
-        return wall
+        m = grid[0].metrics
+        phases = {"to_worker_fn_s": m["time/worker_start_unix"] - unix0,
+                  "worker_setup_s": m["time/loop_start_unix"] - m["time/worker_start_unix"],
+                  "first_batch_s": m["time/first_step_unix"] - m["time/loop_start_unix"],
+                  "after_last_report_s": unix1 - m["time/report_unix"]}
+        phases["fixed_s"] = phases["to_worker_fn_s"] + phases["worker_setup_s"] + \
+            phases["first_batch_s"] + phases["after_last_report_s"]
+        return wall, phases
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--out", default="overhead", help="JSON name in benchmarks/")
     args = ap.parse_args()
     root = resolve_data_root()
+    load = os.getloadavg()
     iters, bare_s = bare(root, args.seconds)
     print(f"bare loop: {iters} iterations in {bare_s:.1f}s", flush=True)
+    t0 = time.perf_counter()
     runtime.start()
-    cold_s = tuned(root, iters)
-    warm_s = tuned(root, iters)
+    ray_start_s = time.perf_counter() - t0
+    cold_s, cold_phases = tuned(root, iters)
+    warm_s, warm_phases = tuned(root, iters)
     cold, warm = cold_s / bare_s - 1, warm_s / bare_s - 1
-    rows = [{"run": "bare loop", "iters": iters, "wall_s": f"{bare_s:.1f}", "overhead": "-"},
-            {"run": "Tune+Train+Data, cold (1st trial)", "iters": iters, "wall_s": f"{cold_s:.1f}",
-             "overhead": f"{cold * 100:.1f}%"},
-            {"run": "Tune+Train+Data, warm (2nd trial)", "iters": iters, "wall_s": f"{warm_s:.1f}",
-             "overhead": f"{warm * 100:.1f}%"}]
+    rows = [{"run": "bare loop", "iters": iters, "wall_s": f"{bare_s:.1f}", "overhead": "-",
+             "fixed_s": "-", "to_worker_fn_s": "-", "worker_setup_s": "-", "first_batch_s": "-",
+             "after_last_report_s": "-"}]
+    for name, wall, over, ph in (("1st trial of a fresh Ray", cold_s, cold, cold_phases),
+                                 ("2nd trial", warm_s, warm, warm_phases)):
+        rows.append({"run": name, "iters": iters, "wall_s": f"{wall:.1f}",
+                     "overhead": f"{over * 100:.1f}%", **{k: f"{v:.1f}" for k, v in ph.items()}})
     print(table(rows, list(rows[0])))
-    print(f"warm-trial overhead {warm * 100:.1f}% -> {'PASS' if warm <= 0.15 else 'FAIL'} "
-          f"(target <= 15%); cold {cold * 100:.1f}%")
-    print("wrote", write_json("overhead", {"config": METHOD, "iters": iters, "bare_s": bare_s,
-                                           "tune_cold_s": cold_s, "tune_warm_s": warm_s,
-                                           "overhead_cold": cold, "overhead_warm": warm,
-                                           "pass": warm <= 0.15}))
+    print(f"ray.init: {ray_start_s:.1f}s (once per sweep, not counted in the trials)")
+    print(f"1st-trial overhead {cold * 100:.1f}% -> {'PASS' if cold <= 0.15 else 'MISS'} "
+          f"(target <= 15%; aim <= 10%: {'met' if cold <= 0.10 else 'not met'}); "
+          f"2nd trial {warm * 100:.1f}%")
+    print("wrote", write_json(args.out, {
+        "config": METHOD, "iters": iters, "bare_s": bare_s, "ray_init_s": ray_start_s,
+        "tune_cold_s": cold_s, "tune_warm_s": warm_s, "overhead_cold": cold,
+        "overhead_warm": warm, "phases_cold": cold_phases, "phases_warm": warm_phases,
+        "loadavg_at_start": load, "loadavg_at_end": os.getloadavg(),
+        "target": "first trial <= 15% (aim <= 10%)", "pass": cold <= 0.15}))
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def cmd_train(args) -> int:
         verbose=args.verbose,
     )
     print()
-    keys = sorted(outcome.metrics)
+    keys = sorted(k for k in outcome.metrics if not k.startswith("time/"))
     width = max((len(k) for k in keys), default=6)
     for k in keys:
         v = outcome.metrics[k]

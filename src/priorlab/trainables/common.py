@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def report_with_checkpoint(metrics: dict[str, float], save, step: int) -> None:
     """ray.train.report with a checkpoint written by ``save(dir)`` on rank 0 only; the reported
     metrics are also kept in the checkpoint's meta.json (so a checkpoint says how good it was)."""
     rank = ray.train.get_context().get_world_rank()
+    metrics = {**metrics, "time/report_unix": time.time()}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:

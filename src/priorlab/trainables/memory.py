@@ -13,6 +13,7 @@ latest checkpoint. ``train_driver_fn`` builds the TorchTrainer; a Tune trial run
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def eval_seeds(cfg: MemoryConfig, n: int | None = None) -> list[int]:
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
+    started = time.time()
     cfg, res, world = worker_setup(config, MemoryConfig, "meta_batch")
 
     learner = MemoryLearner(cfg, device=ray.train.torch.get_device(),
@@ -65,12 +67,24 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
                                              start_step=learner.step, meta_batch=cfg.meta_batch))
     else:
         batches = shard_batches(ray.train.get_dataset_shard("train"), per_worker, learner.step)
+    # When the worker's function started and when its loop did (unix s): with the report times,
+    # the fixed cost of a trial before its first step and after its last report
+    # (benchmarks/overhead.py).
+    times = {"time/worker_start_unix": started, "time/loop_start_unix": time.time()}
     train(
-        learner, batches,
+        learner, _stamp_first(batches, times, "time/first_step_unix"),
         evaluate_fn=lambda model: evaluate(model, eval_sampler, seeds, cfg.report_shots,
                                            device=learner.device),
-        report=lambda metrics, save: report_with_checkpoint(metrics, save, learner.step),
+        report=lambda metrics, save: report_with_checkpoint({**metrics, **times}, save, learner.step),
     )
+
+
+def _stamp_first(batches, times: dict[str, float], key: str):
+    """The batches, noting in ``times[key]`` when the first one is handed to the loop."""
+    for i, batch in enumerate(batches):
+        if i == 0:
+            times[key] = time.time()
+        yield batch
 
 
 def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
