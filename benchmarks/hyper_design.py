@@ -5,23 +5,28 @@ Thesis Tables 3.1-3.5 change one design choice at a time around the recommended 
 same with the project's ``SupervisedLearner`` (the code the `hyper-design` study runs through
 Ray): Omniglot character x rotation classification (Vinyals train split, 15 drawings per class
 to train, 5 to test), a small HyperWRN, several seeds per variant, and reports the test
-accuracy as mean ± 95% CI over seeds plus the paired difference to the recommended design.
+accuracy as mean ± 95% t-interval over seeds (n - 1 dof) plus the paired difference to the
+recommended design (same seed; mean ± 95% t-interval over the seeds' differences), both from
+``priorlab.platform.stats``. ``--from-json`` recomputes the table from the runs stored in
+``hyper_design.json`` without training again.
 
     python benchmarks/hyper_design.py [--seeds 0 1 2] [--epochs 8] [--procs 2]
+    python benchmarks/hyper_design.py --from-json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import HERE, table, write_json  # noqa: E402
 
 REFERENCE = dict(hyper=True, sharing="unshared", bias=False, lambda_output_l2=6.25e-5, swa=False)
 VARIANTS = {  # name -> the one change from the reference (thesis table it mirrors)
@@ -65,9 +70,38 @@ def run_one(job: dict) -> dict:
     return {"name": name, "seed": seed, "acc": acc, "seconds": time.perf_counter() - t0}
 
 
-def ci(v) -> str:
-    v = np.asarray(v, dtype=float)
-    return f"{v.mean():.3f} ± {1.96 * v.std(ddof=1) / np.sqrt(len(v)):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per variant: test accuracy mean ± 95% t-interval over seeds, and the paired difference to
+    the recommended design over the seeds both ran (mean ± 95% t-interval, n - 1 dof)."""
+    from priorlab.platform.stats import mean_ci95, paired_effect
+
+    df = pd.DataFrame(runs).rename(columns={"seed": "config/seed"})
+    ref = next(iter(VARIANTS))
+    rows = []
+    for name in VARIANTS:
+        accs = df[df["name"] == name]["acc"]
+        row = {"variant": name, "test acc (mean ± 95% t-CI)": mean_ci95(accs).text(),
+               "vs recommended (paired)": "-", "n": len(accs)}
+        if name != ref:
+            eff = paired_effect(df, "name", ref, name, "acc", match=["config/seed"])
+            row["vs recommended (paired)"] = eff.text(names=("recommended", "variant"))
+            row["paired"] = eff.to_dict()
+        rows.append(row)
+    return rows
+
+
+COLUMNS = ["variant", "test acc (mean ± 95% t-CI)", "vs recommended (paired)", "n"]
+
+
+def from_json() -> dict:
+    path = HERE / "hyper_design.json"
+    stored = json.loads(path.read_text())
+    stored["table"] = summarise(stored["runs"])
+    stored["intervals"] = ("mean ± t_{0.975, n-1} * sd / sqrt(n) over seeds; paired: the same over "
+                           "per-seed differences variant - recommended (platform.stats)")
+    path.write_text(json.dumps(stored, indent=2, default=float))
+    print(table(stored["table"], COLUMNS) + f"\n\nrewrote the table of {path} from its stored runs")
+    return stored
 
 
 def main(argv=None) -> dict:
@@ -78,7 +112,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--num-classes", type=int, default=100)
     ap.add_argument("--widen", type=int, default=2)
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--from-json", action="store_true",
+                    help="recompute the table from the runs in hyper_design.json (no training)")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return from_json()
     from priorlab.data.omniglot import load_omniglot_split
     from priorlab.data.root import resolve_data_root
 
@@ -93,19 +131,14 @@ def main(argv=None) -> dict:
             runs.append(r)
             print(f"  done {len(runs)}/{len(jobs)}: {r['name']} seed {r['seed']}: {r['acc']:.3f} "
                   f"({r['seconds']:.0f} s)", flush=True)
-    ref = {r["seed"]: r["acc"] for r in runs if r["name"] == next(iter(VARIANTS))}
-    rows = []
-    for name in VARIANTS:
-        accs = {r["seed"]: r["acc"] for r in runs if r["name"] == name}
-        diffs = [accs[s] - ref[s] for s in accs if s in ref]
-        rows.append({"variant": name, "test acc (mean ± 95% CI)": ci(list(accs.values())),
-                     "vs recommended (paired)": "-" if not VARIANTS[name] else ci(diffs),
-                     "n": len(accs)})
+    rows = summarise(runs)
     print(f"\nOmniglot {args.num_classes}-way classification, HyperWRN-10-{args.widen}, "
           f"{args.epochs} epochs, seeds {args.seeds}\n"
-          + table(rows, ["variant", "test acc (mean ± 95% CI)", "vs recommended (paired)", "n"]))
+          + table(rows, COLUMNS))
     payload = {"budget": budget, "seeds": args.seeds, "table": rows, "runs": runs,
-               "wall_s": time.perf_counter() - t0}
+               "wall_s": time.perf_counter() - t0,
+               "intervals": "mean ± t_{0.975, n-1} * sd / sqrt(n) over seeds; paired: the same over "
+                            "per-seed differences variant - recommended (platform.stats)"}
     print(f"\nwrote {write_json('hyper_design', payload)}")
     return payload
 

@@ -1,17 +1,19 @@
 """Issue 3 benchmark 3b: HyperResNet vs ResNet under MAML, same-domain and cross-domain.
 
 The CPU/GPU-scale analogue of thesis Tables 3.6 and 3.7: pre-train and meta-train on Omniglot
-(Vinyals train split), meta-test on held-out Omniglot classes (same domain) and on
-scikit-learn's handwritten digits (cross domain), 5-way 1- and 5-shot, several seeds. Each
-(model, shot, seed) run is the project's own ``MetaLearner`` (the code the `hyper-maml` study
-runs through Ray), here driven directly so that it also runs where Ray is not installed (the GPU
+(Vinyals train split), validate on the Vinyals val classes during training, and meta-test once
+at the end on held-out Omniglot test classes (same domain) and on scikit-learn's handwritten
+digits (cross domain), 5-way 1- and 5-shot, several seeds. Each (model, shot, seed) run is the
+project's own ``MetaLearner`` driven by ``run_meta_training`` (the code the `hyper-maml` study
+runs through Ray), here without Ray so that it also runs where Ray is not installed (the GPU
 machine). Runs go to a process pool (``--procs``), which fills a GPU with small MAML models.
 
     python benchmarks/maml_transfer.py --device cpu --procs 2 --meta-iters 200
     python benchmarks/maml_transfer.py --device cuda --procs 6 --meta-iters 1000 --name maml_transfer_gpu
 
-Prints Tables 3.6/3.7-shaped tables (mean ± 95% CI over seeds) and the paired Hyper - plain
-difference per seed; writes benchmarks/<name>.json (or --out-dir/<name>.json).
+Prints Tables 3.6/3.7-shaped tables (mean ± 95% t-interval over seeds, n - 1 dof) and the
+paired Hyper - plain difference per seed (mean ± 95% t-interval over the pairs), both from
+``priorlab.platform.stats``; writes benchmarks/<name>.json (or --out-dir/<name>.json).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_json  # noqa: E402
@@ -33,51 +35,37 @@ def run_one(job: dict) -> dict:
     import torch
 
     from priorlab.methods.configuration import config_from_dict
-    from priorlab.methods.hyper.meta import MetaConfig, MetaLearner
+    from priorlab.methods.hyper.meta import MetaConfig, MetaLearner, run_meta_training
 
     torch.set_num_threads(job.pop("threads"))
     data_root, device = job.pop("data_root"), job.pop("device")
     cfg = config_from_dict(MetaConfig, job)
     t0 = time.perf_counter()
     learner = MetaLearner(cfg, data_root, device=torch.device(device))
-    pre = learner.pretrain()
-    curve = [{"iteration": 0, **learner.evaluate()}]
-    while learner.iteration < cfg.meta_iters:
-        learner.train_iteration()
-        if learner.iteration % cfg.eval_every == 0 or learner.iteration == cfg.meta_iters:
-            curve.append({"iteration": learner.iteration, **learner.evaluate()})
+    curve: list[dict] = []
+    run_meta_training(learner, curve.append)  # validation every eval_every, test once at the end
+    pre = {k: v for k, v in curve[0].items() if k.startswith("pretrain/")}
     return {"hyper": cfg.hyper, "k_shot": cfg.k_shot, "seed": cfg.seed, "pretrain": pre,
             "final": curve[-1], "curve": curve, "seconds": time.perf_counter() - t0}
 
 
-def mean_ci(values) -> str:
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return f"{v.mean():.3f}"
-    return f"{v.mean():.3f} ± {1.96 * v.std(ddof=1) / np.sqrt(len(v)):.3f}"
-
-
 def summarise(runs: list[dict], arch_name: str) -> tuple[list[dict], list[dict]]:
-    rows, diffs = [], []
-    shots = sorted({r["k_shot"] for r in runs})
-    for role in ("same", "cross"):
+    from hyper_maml_paired import summarise as paired_summary
+
+    from priorlab.platform.stats import mean_ci95
+
+    df = pd.DataFrame([{"config/hyper": r["hyper"], "config/k_shot": r["k_shot"],
+                        "config/seed": r["seed"], **r["final"]} for r in runs])
+    rows = []
+    shots = sorted(df["config/k_shot"].unique())
+    for role in ("same", "cross", "val"):
         for hyper in (True, False):
             row = {"eval": role, "model": ("Hyper" if hyper else "") + arch_name}
             for k in shots:
-                accs = [r["final"][f"eval/{role}/acc"] for r in runs
-                        if r["hyper"] == hyper and r["k_shot"] == k]
-                row[f"{k}-shot 5-way"] = mean_ci(accs) + f" (n={len(accs)})"
+                accs = df[(df["config/hyper"] == hyper) & (df["config/k_shot"] == k)][f"eval/{role}/acc"]
+                row[f"{k}-shot 5-way"] = mean_ci95(accs).text()
             rows.append(row)
-        for k in shots:
-            by_seed = {}
-            for r in runs:
-                if r["k_shot"] == k:
-                    by_seed.setdefault(r["seed"], {})[r["hyper"]] = r["final"][f"eval/{role}/acc"]
-            d = [v[True] - v[False] for v in by_seed.values() if len(v) == 2]
-            if d:
-                diffs.append({"eval": role, "shot": k, "hyper - plain": mean_ci(d),
-                              "seeds": len(d), "hyper better in": f"{sum(x > 0 for x in d)}/{len(d)}"})
-    return rows, diffs
+    return rows, paired_summary(df)["paired"]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -125,17 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter() - t0
     rows, diffs = summarise(runs, "ResNet-12")
     cols = ["eval", "model"] + [f"{k}-shot 5-way" for k in sorted(args.shots)]
-    print("\nquery accuracy after adaptation (mean ± 95% CI over seeds)\n" + table(rows, cols))
-    print("\npaired difference per seed\n" + table(diffs, ["eval", "shot", "hyper - plain", "seeds",
-                                                          "hyper better in"]))
-    moves = {}
-    for hyper in (True, False):
-        finals = [r["final"] for r in runs if r["hyper"] == hyper]
-        moves["Hyper" if hyper else "plain"] = {
-            d: float(np.mean([f[f"diag/movement_{d}"] for f in finals])) for d in ("early", "mid", "late")}
-    print("\ninner-loop movement, mean |dW| per weight (Fig. 3.5):", moves)
+    print("\nquery accuracy after adaptation (mean ± 95% t-interval over seeds; same/cross: test, "
+          "once at the end; val: last validation)\n" + table(rows, cols))
+    print("\npaired Hyper - plain per seed (mean ± 95% t-interval over the pairs)\n"
+          + table(diffs, ["metric", "k_shot", "text"]))
     payload = {"config": {**base, "seeds": args.seeds, "shots": args.shots, "device": args.device},
-               "table": rows, "paired": diffs, "movement": moves, "wall_s": wall, "runs": runs}
+               "table": rows, "paired": diffs, "wall_s": wall, "runs": runs}
     if args.out_dir:
         import json
 

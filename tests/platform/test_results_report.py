@@ -117,20 +117,6 @@ def test_report_errors_are_actionable(tmp_path):
         build_report(tmp_path)
 
 
-def test_thesis_table_cells_are_mean_ci_n():
-    from priorlab.platform.report import thesis_table
-
-    df = pd.DataFrame({"model": ["A", "A", "A", "B"], "config/k_shot": [1, 1, 5, 1],
-                       "acc": [0.4, 0.6, 0.7, 0.3]})
-    t = thesis_table(df, "model", "config/k_shot", "acc", title="T",
-                     col_name=lambda k: f"{k}-shot 5-way")
-    assert list(t.frame.columns) == ["1-shot 5-way", "5-shot 5-way"]
-    ci = 1.96 * np.std([0.4, 0.6], ddof=1) / np.sqrt(2)
-    assert t.frame.loc["A", "1-shot 5-way"] == f"{0.5:.4g} ± {ci:.2g} (n=2)"
-    assert t.frame.loc["B", "5-shot 5-way"] == "-" and t.frame.loc["A", "5-shot 5-way"] == "0.7 (n=1)"
-    assert t.text().splitlines()[0] == "T" and "| A |" in t.markdown()
-
-
 def test_hyper_maml_report_is_laid_out_as_tables_3_6_and_3_7(tmp_path):
     fixed = {"meta_train": "omniglot", "cross_domain": "digits", "arch": "resnet12",
              "meta_iters": 2, "eval_every": 1}

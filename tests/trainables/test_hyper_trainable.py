@@ -7,7 +7,13 @@ import torch
 pytestmark = pytest.mark.integration
 
 
-def test_hyper_trainable_reports_checkpoints_and_resumes(ray_session, data_root, tmp_path):
+# Resume tolerance: the resumed run trains on the same batches (shuffle seeded from (seed, epoch))
+# from the same weights, momentum, LR/SWA schedules and RNG with the same thread count, so its
+# losses should be bit-identical; 1e-6 relative leaves room only for float reduction order.
+RESUME_RTOL = 1e-6
+
+
+def test_hyper_trainable_reports_checkpoints_and_resumes_exactly(ray_session, data_root, tmp_path):
     from priorlab.methods.checkpoint import load_checkpoint
     from priorlab.methods.hyper.config import HyperConfig
     from priorlab.methods.hyper.export import export_plain
@@ -15,17 +21,24 @@ def test_hyper_trainable_reports_checkpoints_and_resumes(ray_session, data_root,
     from priorlab.trainables.hyper import fit
 
     cfg = dict(dataset="omniglot", num_classes=5, in_channels=1, arch="wrn", wrn_depth=10,
-               wrn_widen=1, epochs=2, lr_milestones=[1], batch_size=16, swa=True,
-               swa_start_epoch=1, data_root=str(data_root), storage_path=str(tmp_path),
-               run_name="hyper")
-    first = fit(cfg)
+               wrn_widen=1, epochs=4, lr_milestones=[1], batch_size=16, swa=True,
+               swa_start_epoch=1, data_root=str(data_root), storage_path=str(tmp_path))
+    full = fit(dict(cfg, run_name="full"))  # 4 epochs, uninterrupted
+
+    first = fit(dict(cfg, epochs=2, run_name="cut"))  # interrupted after 2 ...
     assert first.metrics["epoch"] == 2 and 0.0 <= first.metrics["eval/acc"] <= 1.0
     assert "train/loss_output_l2" in first.metrics
     ckpt = load_checkpoint(first.checkpoint.path, method="hyper")
     assert ckpt.step == 2 and "swa_model" in ckpt.train_state and "scheduler" in ckpt.train_state
 
-    second = fit(dict(cfg, epochs=3))
-    assert second.metrics["train/start_epoch"] == 2 and second.metrics["epoch"] == 3
+    second = fit(dict(cfg, run_name="cut"))  # ... and resumed to 4 under the same run name
+    assert second.metrics["train/start_epoch"] == 2 and second.metrics["epoch"] == 4
+    # The last two reports (the kept checkpoints) of each run: epochs 3 and 4.
+    resumed = {m["epoch"]: m["train/loss"] for _, m in second.best_checkpoints}
+    uninterrupted = {m["epoch"]: m["train/loss"] for _, m in full.best_checkpoints}
+    assert sorted(resumed) == sorted(uninterrupted) == [3.0, 4.0]
+    for epoch in (3.0, 4.0):
+        assert resumed[epoch] == pytest.approx(uninterrupted[epoch], rel=RESUME_RTOL), epoch
 
     # a Serve app later rebuilds the model from the checkpoint and exports the plain network
     from priorlab.methods.configuration import config_from_dict

@@ -39,8 +39,15 @@ def test_study_grid_and_prepare_data_fail_fast(tmp_path, write_pacs):
     study.prepare_data(root, dict(fixed, hyper=False, pretrained_hyper=""))  # only the plain one is used
 
 
+# Resume tolerance: the resumed run sees the same batches and augmentations (generators seeded
+# from (seed, epoch)) and restores the weights, momentum, LR schedule and the global RNG (RSC's
+# mode choice), so its losses should be bit-identical; 1e-6 relative allows float reduction order.
+RESUME_RTOL = 1e-6
+
+
 @pytest.mark.integration
-def test_rsc_trainable_reports_target_accuracy_checkpoints_and_resumes(ray_session, tmp_path, write_pacs):
+def test_rsc_trainable_reports_target_accuracy_checkpoints_and_resumes_exactly(ray_session, tmp_path,
+                                                                               write_pacs):
     from priorlab.methods.checkpoint import load_checkpoint
     from priorlab.methods.hyper.export import export_plain
     from priorlab.methods.hyper.rsc import METHOD, load_model
@@ -48,18 +55,27 @@ def test_rsc_trainable_reports_target_accuracy_checkpoints_and_resumes(ray_sessi
 
     root = write_pacs(tmp_path / "data", per_class=2)  # 42 source images, 14 target
     cfg = dict(hyper=True, pretrained_hyper=_pretrained(tmp_path / "pre", True), target_domain="cartoon",
-               image_size=24, epochs=1, batch_size=8, lr_milestones=[1], val_fraction=0.2,
-               data_root=str(root), storage_path=str(tmp_path / "runs"), run_name="rsc",
-               cpus_per_worker=1.0)
-    first = fit(cfg)
+               image_size=24, epochs=4, batch_size=8, lr_milestones=[3], val_fraction=0.2,
+               data_root=str(root), storage_path=str(tmp_path / "runs"), cpus_per_worker=1.0)
+    full = fit(dict(cfg, run_name="full"))  # 4 epochs, uninterrupted
+
+    first = fit(dict(cfg, epochs=2, run_name="cut"))  # interrupted after 2 ...
     m = first.metrics
-    assert m["epoch"] == 1 and 0.0 <= m["eval/acc"] <= 1.0 and 0.0 <= m["eval/val_acc"] <= 1.0
-    assert m["eval/acc_at_best_val"] == m["eval/acc"] and "train/loss_output_l2" in m
+    assert m["epoch"] == 2 and 0.0 <= m["eval/acc"] <= 1.0 and 0.0 <= m["eval/val_acc"] <= 1.0
+    assert "eval/acc_at_best_val" in m and "train/loss_output_l2" in m
     ckpt = load_checkpoint(first.checkpoint.path, method=METHOD)
-    assert ckpt.step == 1 and ckpt.config["target_domain"] == "cartoon"
+    assert ckpt.step == 2 and ckpt.config["target_domain"] == "cartoon"
     assert ckpt.model_state["fc.weight"].shape[0] == len(PACS_CLASSES)
 
-    second = fit(dict(cfg, epochs=2))  # same run name: resumes at epoch 1
-    assert second.metrics["train/start_epoch"] == 1 and second.metrics["epoch"] == 2
+    second = fit(dict(cfg, run_name="cut"))  # ... and resumed to 4 under the same run name
+    assert second.metrics["train/start_epoch"] == 2 and second.metrics["epoch"] == 4
+    # The last two reports (the kept checkpoints) of each run: epochs 3 and 4.
+    resumed = {m["epoch"]: m for _, m in second.best_checkpoints}
+    uninterrupted = {m["epoch"]: m for _, m in full.best_checkpoints}
+    assert sorted(resumed) == sorted(uninterrupted) == [3.0, 4.0]
+    for epoch in (3.0, 4.0):
+        for key in ("train/loss", "train/challenged_frac"):
+            assert resumed[epoch][key] == pytest.approx(uninterrupted[epoch][key], rel=RESUME_RTOL), (
+                epoch, key)
     plain = export_plain(load_model(second.checkpoint.path))
     assert plain.fc.out_features == len(PACS_CLASSES)

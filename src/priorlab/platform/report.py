@@ -72,31 +72,6 @@ class ReportTable:
         return "\n".join(lines)
 
 
-def _cell(values: pd.Series, ci: bool) -> str:
-    v = values.dropna().astype(float)
-    if v.empty:
-        return "-"
-    if len(v) == 1:
-        return f"{v.mean():.4g} (n=1)"
-    spread = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if ci else v.std(ddof=1)
-    return f"{v.mean():.4g} ± {spread:.2g} (n={len(v)})"
-
-
-def thesis_table(df: pd.DataFrame, rows: str, cols: str, metric: str, *, title: str,
-                 ci: bool = True, col_name=None, col_order: list | None = None) -> ReportTable:
-    """Pivot ``metric`` into rows x cols cells "mean ± 95% CI (n)" (``ci=False``: ± std)."""
-    missing = [c for c in (rows, cols, metric) if c not in df.columns]
-    if missing:
-        raise ReportError(f"results have no column(s) {missing}; columns: {sorted(df.columns)}")
-    col_values = col_order or sorted(df[cols].dropna().unique(), key=lambda v: (str(type(v)), v))
-    frame = pd.DataFrame(
-        {(col_name(c) if col_name else str(c)): [_cell(df[(df[rows] == r) & (df[cols] == c)][metric], ci)
-                                                 for r in sorted(df[rows].unique())]
-         for c in col_values},
-        index=pd.Index(sorted(df[rows].unique()), name=rows.split("/")[-1]))
-    return ReportTable(title=title, frame=frame)
-
-
 def _save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend_size: int) -> Path:
     """Label, grid, legend, write ``path`` (PNG) and close the figure."""
     import matplotlib.pyplot as plt

@@ -46,7 +46,8 @@ class Study:
     """The config field `--max-iters` sets (the length of a trial: iterations, epochs...)."""
     tables: Callable[[Any, dict[str, Any]], list] | None = None
     """The thesis-shaped tables of `priorlab report`: (results DataFrame, fixed config) ->
-    list of ``platform.report.ReportTable`` (built with ``platform.report.thesis_table``)."""
+    list of ``platform.report.ReportTable`` (cells from ``platform.stats``: ``interval_table``
+    for mean ± 95% t-interval over seeds, ``paired_effect`` for matched differences)."""
     history_curve: tuple[str, str] | None = None
     """(x, metric) columns of history.parquet to plot per group as validation curves
     (e.g. ("iteration", "eval/cross/acc") for Fig. 3.6); None: no curve plot."""

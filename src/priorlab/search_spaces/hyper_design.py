@@ -19,7 +19,8 @@ from ray import tune
 
 from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.hyper.config import HyperConfig
-from priorlab.platform.report import ReportTable, thesis_table
+from priorlab.platform.report import ReportTable
+from priorlab.platform.stats import paired_effect
 from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
 from priorlab.trainables.hyper import train_driver_fn
 
@@ -39,21 +40,59 @@ def prepare_data(data_root, fixed: dict[str, Any]) -> None:
     load_arrays(config_from_dict(HyperConfig, fixed), str(data_root))  # fails fast, warms caches
 
 
+FACTORS = (  # (column, title, level name)
+    ("config/bias", "Hypernetwork bias (cf. Table 3.1)", lambda v: "W Bias" if bool(v) else "W/O Bias"),
+    ("config/lambda_output_l2", "l2 on generated weights (cf. Table 3.2)", lambda v: f"l2 = {v:g}"),
+    ("config/swa", "SWA (cf. Table 3.5)", lambda v: "SWA" if bool(v) else "no SWA"),
+)
+PAIRED = ("mean of paired differences between trials equal in every other setting and the seed, "
+          "± 95% t-interval over the pairs (n - 1 dof)")
+
+
+def _levels(df: pd.DataFrame, column: str) -> list:
+    return sorted(df[column].dropna().unique(), key=lambda v: (str(type(v)), v))
+
+
+def _mean_n(values: pd.Series) -> str:
+    v = values.dropna()
+    return f"{v.mean():.3f} (n={len(v)})" if len(v) else "-"
+
+
 def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
-    """Tables 3.1 (bias), 3.2 (output l2) and 3.5 (SWA): rows = sharing scheme, columns = the
-    choice; each cell averages over the other swept factors (n says how many trials)."""
+    """Tables 3.1 (bias), 3.2 (output l2) and 3.5 (SWA), and the sharing schemes (Tables 3.3/3.4):
+    a factor's effect is the paired difference between trials that differ in that factor only
+    (same other factors, same seed), per sharing scheme and over all of them."""
+    metric = "eval/acc"
+    if metric not in df or "config/sharing" not in df:
+        return []
     out = []
-    for key, title, names in (
-        ("config/bias", "Hypernetwork bias (cf. Table 3.1)", {True: "W Bias", False: "W/O Bias"}),
-        ("config/lambda_output_l2", "l2 on generated weights (cf. Table 3.2)",
-         None),
-        ("config/swa", "SWA (cf. Table 3.5)", {True: "SWA", False: "no SWA"}),
-    ):
-        if key in df and df[key].nunique() > 1 and "config/sharing" in df:
-            out.append(thesis_table(
-                df, "config/sharing", key, "eval/acc",
-                col_name=(lambda v, names=names: names[bool(v)]) if names else (lambda v: f"l2 = {v:g}"),
-                title=f"{title}: test accuracy, mean ± 95% CI over the other factors (n)"))
+    schemes = _levels(df, "config/sharing")
+    for key, title, name in FACTORS:
+        if key not in df or df[key].nunique() != 2:
+            continue
+        a, b = _levels(df, key)
+        na, nb = name(a), name(b)
+        cells = {}
+        for label, part in [(str(s), df[df["config/sharing"] == s]) for s in schemes] + [("all", df)]:
+            effect = paired_effect(part, key, a, b, metric)
+            cells[label] = {na: _mean_n(part[part[key] == a][metric]),
+                            nb: _mean_n(part[part[key] == b][metric]),
+                            f"{nb} - {na}": effect.text(names=(na, nb))}
+        out.append(ReportTable(
+            title=f"{title}: test accuracy. {na} / {nb}: mean over the trials at that level (n; no ±: "
+                  f"the trials differ in the other factors). {nb} - {na}: {PAIRED}",
+            frame=pd.DataFrame.from_dict(cells, orient="index").rename_axis("sharing")))
+    if len(schemes) > 1:
+        rows = {}
+        for i, a in enumerate(schemes):
+            for b in schemes[i + 1:]:
+                rows[f"{b} - {a}"] = paired_effect(df, "config/sharing", a, b, metric).text(names=(a, b))
+        means = ", ".join(f"{s} {_mean_n(df[df['config/sharing'] == s][metric])}" for s in schemes)
+        out.append(ReportTable(
+            title=f"Sharing scheme (cf. Tables 3.3/3.4): test accuracy, {PAIRED}. Means over all "
+                  f"trials: {means}",
+            frame=pd.DataFrame({"paired difference": list(rows.values())},
+                               index=pd.Index(list(rows), name="sharing"))))
     return out
 
 
@@ -79,4 +118,6 @@ STUDY = Study(
     default_samples=1,
     iters_key="epochs",
     tables=tables,
+    progress_metric="epoch",
+    chance=lambda config: 1.0 / int(config.get("num_classes") or HyperConfig().num_classes),
 )

@@ -4,7 +4,9 @@
 (data-parallel across workers through Ray Train's process group: gloo on CPU, nccl with GPUs;
 the batch is split across workers), reports ``train/loss`` and ``eval/acc`` (test split; the SWA
 average at the end) with a checkpoint every epoch, and resumes from the latest one (model,
-optimiser, LR schedule, SWA state, epoch, RNG). ``strategy=ddp`` wraps the model in DDP;
+optimiser, LR schedule, SWA state, epoch, RNG). Each epoch's shuffle and augmentation generators
+are seeded from (seed, epoch) (``loop.epoch_seed``), so a resumed run trains on the same batches
+as an uninterrupted one and reports the same losses. ``strategy=ddp`` wraps the model in DDP;
 ``strategy=deepspeed`` hands it to DeepSpeed ZeRO (``zero_stage``) over the same process group,
 and the checkpoint is gathered from the shards on every rank before rank 0 writes it, in the same
 format. ``train_driver_fn`` is the Tune function trainable.
@@ -22,7 +24,9 @@ from ray.train.torch import TorchTrainer
 
 from priorlab.methods.configuration import ConfigError
 from priorlab.methods.hyper.config import HyperConfig
-from priorlab.methods.hyper.loop import METHOD, SupervisedLearner, check_precision, evaluate
+from priorlab.methods.hyper.loop import (
+    AUGMENT, METHOD, SHUFFLE, SupervisedLearner, check_precision, epoch_seed, evaluate,
+)
 from priorlab.trainables.common import (
     build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
     worker_setup,
@@ -62,9 +66,9 @@ def cifar_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class _Augmenting:
-    def __init__(self, loader, enabled: bool, seed: int):
+    def __init__(self, loader, enabled: bool):
         self.loader, self.enabled = loader, enabled
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator()
 
     def __iter__(self):
         for x, y in self.loader:
@@ -81,15 +85,17 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     if restored is not None:
         learner.restore(restored)
         print(f"[priorlab] resumed at epoch {learner.epoch}")
-    gen = torch.Generator().manual_seed(cfg.seed + learner.epoch)
+    gen = torch.Generator()  # reseeded every epoch from (seed, epoch)
     train_loader = DataLoader(TensorDataset(torch.from_numpy(xtr), torch.from_numpy(ytr)),
                               batch_size=cfg.batch_size // world, shuffle=True, generator=gen)
     if world > 1:
         train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
     test_loader = DataLoader(TensorDataset(torch.from_numpy(xte), torch.from_numpy(yte)),
                              batch_size=256)
-    augmented = _Augmenting(train_loader, cfg.dataset.startswith("cifar"), cfg.seed + learner.epoch)
+    augmented = _Augmenting(train_loader, cfg.dataset.startswith("cifar"))
     while learner.epoch < cfg.epochs:
+        gen.manual_seed(epoch_seed(cfg.seed, learner.epoch, SHUFFLE))
+        augmented.generator.manual_seed(epoch_seed(cfg.seed, learner.epoch, AUGMENT))
         if world > 1 and hasattr(train_loader, "sampler") and hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(learner.epoch)
         metrics = learner.train_epoch(augmented)

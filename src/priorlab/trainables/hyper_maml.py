@@ -1,11 +1,15 @@
 """Ray Train trainable for MAML over (Hyper)ResNets (thesis Sec. 3.3.1-3.3.2, 3.4.3).
 
-``train_fn_per_worker`` runs ``priorlab.methods.hyper.meta.MetaLearner``: the pre-training
-phase (or a pre-trained checkpoint) with the classifier reset, then meta-training. It reports
-``train/*`` (averaged since the last report), the evaluation accuracies
-``eval/{same,cross}/acc_{k}shot`` (+ ``_ci95``) and the Fig. 3.5 movement diagnostics
-``diag/movement_{early,mid,late}`` with a checkpoint every ``eval_every`` meta-iterations (the
-first right after pre-training, at iteration 0), and resumes from the latest checkpoint.
+``train_fn_per_worker`` runs ``priorlab.methods.hyper.meta.run_meta_training`` on a
+``MetaLearner``: the pre-training phase (or a pre-trained checkpoint) with the classifier reset,
+then meta-training. Every ``eval_every`` meta-iterations (and right after pre-training, at
+iteration 0) it reports ``train/*`` (averaged since the last report), the validation accuracies
+``eval/val/acc_{k}shot`` (+ ``_ci95``; the meta-train data set's validation classes) and the
+Fig. 3.5 movement diagnostics ``diag/movement_{early,mid,late}`` with a checkpoint; the last
+report also carries the test accuracies ``eval/{same,cross}/acc_{k}shot``, the only time the
+test classes are touched. It resumes from the latest checkpoint; a resumed run reports the same
+``train/loss`` as an uninterrupted one (tasks are functions of (seed, iteration), and the
+checkpoint holds the model, Adam, its schedule and the RNG).
 
 Tasks are sampled inside each worker (a task is a pure function of its seed); with several
 workers each one takes a share of the meta-batch and gradients are all-reduced (gloo on CPU,
@@ -21,7 +25,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from priorlab.methods.hyper.meta import METHOD, MetaConfig, MetaLearner
+from priorlab.methods.hyper.meta import METHOD, MetaConfig, MetaLearner, run_meta_training
 from priorlab.trainables.common import (
     build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
     worker_setup,
@@ -45,35 +49,15 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     if restored is not None:
         learner.restore(restored)
         print(f"[priorlab] resumed at meta-iteration {learner.iteration}")
-    start = learner.iteration
-    metrics: dict[str, float] = {}
-    if not learner.pretrained_done:
-        every = max(cfg.pretrain_steps // 10, 1)
+    every = max(cfg.pretrain_steps // 10, 1)
 
-        def progress(step: int, loss: float) -> None:
-            if rank == 0 and (step % every == 0 or step == cfg.pretrain_steps):
-                print(f"[priorlab] pre-training {step}/{cfg.pretrain_steps} loss {loss:.3f}")
+    def progress(step: int, loss: float) -> None:
+        if rank == 0 and (step % every == 0 or step == cfg.pretrain_steps):
+            print(f"[priorlab] pre-training {step}/{cfg.pretrain_steps} loss {loss:.3f}")
 
-        metrics.update(learner.pretrain(progress))
-        _report(learner, metrics, rank, start)
-    sums: dict[str, float] = {}
-    n = 0
-    while learner.iteration < cfg.meta_iters:
-        for k, v in learner.train_iteration().items():
-            sums[k] = sums.get(k, 0.0) + v
-        n += 1
-        if learner.iteration % cfg.eval_every == 0 or learner.iteration == cfg.meta_iters:
-            _report(learner, {k: v / n for k, v in sums.items()}, rank, start)
-            sums, n = {}, 0
-
-
-def _report(learner: MetaLearner, metrics: dict[str, float], rank: int, start: int) -> None:
-    metrics = dict(metrics)
-    if rank == 0:
-        metrics.update(learner.evaluate())
-    metrics["iteration"] = float(learner.iteration)
-    metrics["train/start_iteration"] = float(start)
-    report_with_checkpoint(metrics, learner.save, learner.iteration)
+    run_meta_training(
+        learner, lambda metrics: report_with_checkpoint(metrics, learner.save, learner.iteration),
+        evaluate=rank == 0, progress=progress)
 
 
 def build_trainer(config: dict[str, Any], callbacks: list | None = None):

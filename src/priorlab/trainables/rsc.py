@@ -3,9 +3,11 @@
 ``train_fn_per_worker`` fine-tunes ``priorlab.methods.hyper.rsc.RSCLearner`` on the three source
 domains (minus ``val_fraction`` held out for model selection) and, every epoch, reports
 ``train/*``, ``eval/acc`` (top-1 on the held-out ``target_domain``), ``eval/val_acc`` and
-``eval/acc_at_best_val`` with a checkpoint (model, optimiser, LR schedule, augmentation and RNG
-state, the architecture under ``config["model"]``). A rerun with the same run name resumes from
-the latest checkpoint without reading the pretrained checkpoint again. 1..N DDP workers (the
+``eval/acc_at_best_val`` with a checkpoint (model, optimiser, LR schedule, RNG state, the
+architecture under ``config["model"]``). A rerun with the same run name resumes from the latest
+checkpoint without reading the pretrained checkpoint again, and reports the same losses as an
+uninterrupted run: each epoch's shuffle and augmentation generators are seeded from (seed,
+epoch) (``loop.epoch_seed``), and the global RNG (RSC's mode choice) is in the checkpoint. 1..N DDP workers (the
 batch is split across them). ``train_driver_fn`` is the Tune function trainable of ``hyper-rsc``.
 """
 
@@ -22,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from priorlab.data.images import PacsSet, leave_one_domain_out, load_pacs
 from priorlab.data.root import MissingDataError
+from priorlab.methods.hyper.loop import SHUFFLE, epoch_seed
 from priorlab.methods.hyper.rsc import METHOD, RSCConfig, RSCLearner, model_config_from_checkpoint
 from priorlab.trainables.common import (
     build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
@@ -59,7 +62,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     if restored is not None:
         learner.restore(restored)
         print(f"[priorlab] resumed at epoch {learner.epoch}")
-    gen = torch.Generator().manual_seed(cfg.seed + learner.epoch)
+    gen = torch.Generator()  # reseeded every epoch from (seed, epoch)
     # drop_last: a batch of one sample breaks BatchNorm, and RSC ranks samples within a batch.
     train_loader = DataLoader(train, batch_size=cfg.batch_size // world, shuffle=True, generator=gen,
                               drop_last=len(train) >= cfg.batch_size, num_workers=cfg.loader_workers)
@@ -69,6 +72,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     test_loader = DataLoader(test, **eval_kw)
     val_loader = DataLoader(val, **eval_kw) if val is not None else None
     while learner.epoch < cfg.epochs:
+        gen.manual_seed(epoch_seed(cfg.seed, learner.epoch, SHUFFLE))
         if world > 1 and hasattr(train_loader, "sampler") and hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(learner.epoch)
         metrics = learner.train_epoch(train_loader)

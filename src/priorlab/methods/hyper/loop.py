@@ -24,6 +24,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,6 +57,17 @@ def evaluate(model: nn.Module, loader: Iterable, device="cpu") -> float:
 
 
 METHOD = "hyper"
+
+SHUFFLE, AUGMENT = 0, 1  # the random streams of an epoch (see epoch_seed)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """The seed of one epoch's ``stream`` (``SHUFFLE`` order, ``AUGMENT`` crops/flips/jitter): a
+    pure function of (run seed, epoch, stream). Reseeding each epoch's generators with it, in an
+    uninterrupted run and in one resumed from a checkpoint alike, makes a resumed run see the same
+    batches without saving any generator state."""
+    ss = np.random.SeedSequence([int(seed) % 2**63, int(stream), int(epoch)])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor, model: nn.Module,

@@ -14,22 +14,27 @@ Figs. 3.5, 3.6):
   iterations, meta-batch 4, 15 query images per class, 5-way 1- or 5-shot (Sec. 3.4.3).
   ``first_order`` drops second-order terms; ``learn_preconditioner`` adds Alg. 1's P. The l2
   penalty on generated weights (Sec. 3.3) is added to the outer loss of hypernetwork models.
-* **Evaluation**: adapted query accuracy with a 95% interval over fixed, seeded tasks, on a
-  same-domain split (the meta-train data set's held-out classes: Table 3.6's setting) and a
-  cross-domain data set (Table 3.7's "train on one data set, test on another"; here Omniglot ->
-  scikit-learn digits at CPU scale, CIFAR-FS/FC100 -> MiniImageNet on a GPU machine).
-* **Diagnostic** (Fig. 3.5): the mean absolute inner-loop movement of the effective conv
-  weights (generated weights for a hypernetwork model) at early, middle and late depths.
+* **Evaluation**: adapted query accuracy with a 95% interval over fixed, seeded tasks.
+  *Validation* (:meth:`MetaLearner.evaluate`, every ``eval_every`` iterations: what model
+  selection, studies and learning curves read) uses the meta-train data set's validation
+  classes (Omniglot: Vinyals ``val``; CIFAR-FS, FC100, MiniImageNet: their ``val`` splits).
+  *Test* (:meth:`MetaLearner.evaluate_test`, once, at the end of training) uses the same-domain
+  held-out test classes (Table 3.6's setting) and a cross-domain data set (Table 3.7's "train
+  on one data set, test on another"; here Omniglot -> scikit-learn digits at CPU scale,
+  CIFAR-FS/FC100 -> MiniImageNet on a GPU machine). :func:`run_meta_training` is the loop that
+  keeps to this; the test samplers are built only when the test evaluation runs.
+* **Diagnostic** (Fig. 3.5): the mean absolute inner-loop movement of the conv weights the
+  inner loop changes, at early, middle and late depths (``movement.movement_by_depth`` says which
+  layers count and how the thirds are formed).
 
 The thesis does not give the number of inner steps; we use 5 in meta-training and 10 at
 evaluation, as Finn et al. did on MiniImageNet. BatchNorm uses batch statistics throughout
 (the model stays in train mode, as in MAML).
 
     learner = MetaLearner(MetaConfig(...), data_root)
-    learner.pretrain()                     # Sec. 3.3.2, then the classifier is reset
-    while learner.iteration < cfg.meta_iters:
-        metrics = learner.train_iteration()
-    metrics.update(learner.evaluate())
+    run_meta_training(learner, report=print)  # pre-train, meta-train; validation reports, test at the end
+    learner.evaluate()                        # validation classes: what selection and curves read
+    learner.evaluate_test()                   # test classes + cross domain
 """
 
 from __future__ import annotations
@@ -42,13 +47,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from priorlab.data.episodes import FewShotTaskSampler, episode_seed
 from priorlab.methods.checkpoint import LoadedCheckpoint, save_checkpoint, set_rng_state
 from priorlab.methods.configuration import ConfigError, check_bounds, config_to_dict
 from priorlab.methods.hyper.config import HyperConfig
-from priorlab.methods.hyper.hypernet import HyperConv2d, output_l2
+from priorlab.methods.hyper.hypernet import output_l2
+from priorlab.methods.hyper.movement import movement_by_depth
 from priorlab.methods.hyper.resnets import build_model
 from priorlab.methods.maml import MAML, adapt_to_task, mean_ci95, meta_train_step
 
@@ -58,8 +63,9 @@ TRAIN_SEED_OFFSET = 1_000_003
 
 DOMAINS = ("omniglot", "digits", "cifar-fs", "fc100", "miniimagenet")
 GREY = ("omniglot", "digits")
-# (data set, role) -> split used: meta-training classes vs held-out (same-domain test) classes
+# data set -> split used for meta-training, validation (model selection, curves) and test
 TRAIN_SPLIT = {"omniglot": "train", "cifar-fs": "train", "fc100": "train", "miniimagenet": "train"}
+VAL_SPLIT = {"omniglot": "val", "cifar-fs": "val", "fc100": "val", "miniimagenet": "val"}
 TEST_SPLIT = {"omniglot": "test", "cifar-fs": "test", "fc100": "test", "miniimagenet": "test",
               "digits": "all"}
 
@@ -84,10 +90,11 @@ class MetaConfig:
     meta_train: str = "omniglot"
     """Meta-training (and pre-training) classes: omniglot, cifar-fs, fc100 or miniimagenet (train split)."""
     same_domain: bool = True
-    """Evaluate on the held-out test classes of the meta-train data set (Table 3.6's setting)."""
+    """At the end of training, evaluate on the held-out test classes of the meta-train data set
+    (Table 3.6's setting). Periodic evaluations always use its validation classes."""
     cross_domain: str = "digits"
-    """Data set of the cross-domain evaluation (Table 3.7's setting): digits, omniglot, cifar-fs,
-    fc100 or miniimagenet (test split; digits: all 10 classes). Empty: none."""
+    """Data set of the cross-domain test at the end of training (Table 3.7's setting): digits,
+    omniglot, cifar-fs, fc100 or miniimagenet (test split; digits: all 10 classes). Empty: none."""
     image_size: int = 28
     """Input side; evaluation images of another size are resized to it (bilinear)."""
 
@@ -124,11 +131,13 @@ class MetaConfig:
 
     # --- evaluation ---
     eval_every: int = 100
+    """Validation evaluation (and checkpoint) every this many meta-iterations."""
     eval_tasks: int = 100
+    """Fixed tasks per evaluation (validation, and each test set at the end)."""
     eval_shots: list[int] | None = None
     """Shots evaluated (None: the trained k_shot only, as in Tables 3.6/3.7)."""
     diag_tasks: int = 4
-    """Tasks averaged for the Fig. 3.5 movement diagnostic at each evaluation."""
+    """Validation tasks averaged for the Fig. 3.5 movement diagnostic at each evaluation."""
     seed: int = 0
 
     @property
@@ -209,38 +218,6 @@ def input_transform(in_channels: int, image_size: int) -> Callable[[torch.Tensor
     return transform
 
 
-# ---------------------------------------------------------------- Fig. 3.5
-
-def effective_conv_weights(model: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Every conv layer's weight at the parameter values ``params`` (a full named-parameter dict):
-    the generated H(E) for a HyperConv2d, the weight itself for an nn.Conv2d. Layer order and
-    names are the same in a hypernetwork model and its plain twin."""
-    prefix = {id(h): f"hypernets.{k}." for k, h in getattr(model, "hypernets", {}).items()}
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, HyperConv2d):
-            pre = prefix[id(module.hypernet)]
-            h_params = {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)}
-            out[name] = functional_call(module.hypernet, h_params,
-                                        (params[f"{name}.embedding"], module.in_channels))
-        elif isinstance(module, nn.Conv2d):
-            out[name] = params[f"{name}.weight"]
-    return out
-
-
-def movement_by_depth(model: nn.Module, initial: dict[str, torch.Tensor],
-                      adapted: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Mean |W_adapted - W_initial| per element, averaged over the convs of the first, middle
-    and last third of the network (Fig. 3.5's three depths)."""
-    with torch.no_grad():
-        w0 = effective_conv_weights(model, initial)
-        w1 = effective_conv_weights(model, adapted)
-        per_layer = [float((w1[n] - w0[n]).abs().mean()) for n in w0]
-    thirds = np.array_split(np.asarray(per_layer), 3)
-    return {f"diag/movement_{tag}": float(t.mean()) if len(t) else float("nan")
-            for tag, t in zip(("early", "mid", "late"), thirds)}
-
-
 # ---------------------------------------------------------------- learner
 
 def inner_filter(cfg: MetaConfig) -> Callable[[str], bool]:
@@ -276,7 +253,8 @@ class MetaLearner:
         self.pretrained_done = False
         self.iteration = 0
         self._build_meta()
-        self._train_classes = self._train_sampler = self._samplers = None
+        self._train_classes = self._train_sampler = None
+        self._val_samplers = self._test_samplers = None
         self.transform = input_transform(self.cfg.in_channels, self.cfg.image_size)
 
     def _build_meta(self) -> None:
@@ -295,21 +273,32 @@ class MetaLearner:
                                                TRAIN_SPLIT[self.cfg.meta_train], self.cfg.image_size)
         return self._train_classes
 
-    def eval_samplers(self) -> dict[tuple[str, int], FewShotTaskSampler]:
-        """(same|cross, shot) -> task sampler over the evaluation classes."""
-        if self._samplers is None:
-            cfg, out = self.cfg, {}
-            domains = []
+    def _build_samplers(self, role_names: list[tuple[str, str, str]]) -> dict[tuple[str, int], FewShotTaskSampler]:
+        cfg, out = self.cfg, {}
+        for role, name, split in role_names:
+            classes = load_classes(self.data_root, name, split, cfg.image_size)
+            for k in cfg.shots:
+                out[(role, k)] = FewShotTaskSampler(classes, cfg.n_way, k, cfg.n_query)
+        return out
+
+    def val_samplers(self) -> dict[tuple[str, int], FewShotTaskSampler]:
+        """("val", shot) -> task sampler over the meta-train data set's validation classes."""
+        if self._val_samplers is None:
+            name = self.cfg.meta_train
+            self._val_samplers = self._build_samplers([("val", name, VAL_SPLIT[name])])
+        return self._val_samplers
+
+    def test_samplers(self) -> dict[tuple[str, int], FewShotTaskSampler]:
+        """(same|cross, shot) -> task sampler over the test classes (only built when the test
+        evaluation runs)."""
+        if self._test_samplers is None:
+            cfg, domains = self.cfg, []
             if cfg.same_domain:
-                domains.append(("same", cfg.meta_train))
+                domains.append(("same", cfg.meta_train, TEST_SPLIT[cfg.meta_train]))
             if cfg.cross_domain:
-                domains.append(("cross", cfg.cross_domain))
-            for role, name in domains:
-                classes = load_classes(self.data_root, name, TEST_SPLIT[name], cfg.image_size)
-                for k in cfg.shots:
-                    out[(role, k)] = FewShotTaskSampler(classes, cfg.n_way, k, cfg.n_query)
-            self._samplers = out
-        return self._samplers
+                domains.append(("cross", cfg.cross_domain, TEST_SPLIT[cfg.cross_domain]))
+            self._test_samplers = self._build_samplers(domains)
+        return self._test_samplers
 
     # ---- phases
     def pretrain(self, progress: Callable[[int, float], None] | None = None) -> dict[str, float]:
@@ -403,23 +392,33 @@ class MetaLearner:
         return metrics
 
     def evaluate(self, n_tasks: int | None = None) -> dict[str, float]:
-        """Adapted query accuracy (+ 95% CI) per evaluation domain and shot; Fig. 3.5 movement."""
+        """Validation: adapted query accuracy (+ 95% CI) per shot on the meta-train data set's
+        validation classes (``eval/val/...``), and the Fig. 3.5 movement on the first
+        ``diag_tasks`` of them. What periodic evaluations, model selection and curves use."""
+        return self._evaluate(self.val_samplers(), n_tasks, diagnose=True)
+
+    def evaluate_test(self, n_tasks: int | None = None) -> dict[str, float]:
+        """Test: the same accuracies on the meta-train data set's test classes (``eval/same/...``)
+        and on the cross-domain data set (``eval/cross/...``). Run once, at the end of training."""
+        return self._evaluate(self.test_samplers(), n_tasks, diagnose=False)
+
+    def _evaluate(self, samplers, n_tasks: int | None, diagnose: bool) -> dict[str, float]:
         cfg = self.cfg
         n_tasks = n_tasks or cfg.eval_tasks
         self.model.train()  # batch statistics, as in meta-training
         buffers = {k: v.clone() for k, v in self.model.named_buffers()}
         out: dict[str, float] = {}
         moves: list[dict[str, float]] = []
-        for (role, k), sampler in self.eval_samplers().items():
+        for (role, k), sampler in samplers.items():
             accs = []
             for i in range(n_tasks):
                 learner, acc = adapt_to_task(self.maml, sampler.sample(episode_seed(EVAL_SEED, i)),
                                              inner_steps=cfg.eval_inner_steps, device=self.device,
                                              transform=self.transform)
                 accs.append(acc)
-                if len(moves) < cfg.diag_tasks:  # Fig. 3.5, on the first evaluated domain
+                if diagnose and len(moves) < cfg.diag_tasks:  # Fig. 3.5, on the first shot's tasks
                     moves.append(movement_by_depth(self.model, dict(self.model.named_parameters()),
-                                                   learner.params))
+                                                   learner.params, self.maml.adapt_names))
             mean, ci = mean_ci95(accs)
             out[f"eval/{role}/acc_{k}shot"] = mean
             out[f"eval/{role}/acc_{k}shot_ci95"] = ci
@@ -469,6 +468,43 @@ def load_meta_learner(path: str | Path, data_root: str | Path = "",
     return learner
 
 
+def run_meta_training(learner: MetaLearner, report: Callable[[dict[str, float]], None], *,
+                      evaluate: bool = True,
+                      progress: Callable[[int, float], None] | None = None) -> None:
+    """The training run of Sec. 3.4.3 from wherever ``learner`` stands (fresh or restored).
+
+    Pre-trains unless done (then reports, at iteration 0), meta-trains to ``cfg.meta_iters``
+    and reports every ``eval_every`` iterations and at the last one: ``train/*`` averaged since
+    the previous report, the validation metrics (:meth:`MetaLearner.evaluate`) and, in the last
+    report only, the test metrics (:meth:`MetaLearner.evaluate_test`): the test classes are
+    touched once. ``evaluate=False`` (data-parallel workers other than rank 0) reports without
+    evaluating. Every report carries ``iteration`` and ``train/start_iteration``.
+    """
+    cfg, start = learner.cfg, learner.iteration
+
+    def emit(metrics: dict[str, float]) -> None:
+        metrics = dict(metrics)
+        if evaluate:
+            metrics.update(learner.evaluate())
+            if learner.iteration >= cfg.meta_iters:
+                metrics.update(learner.evaluate_test())
+        metrics["iteration"] = float(learner.iteration)
+        metrics["train/start_iteration"] = float(start)
+        report(metrics)
+
+    if not learner.pretrained_done:
+        emit(learner.pretrain(progress))
+    sums: dict[str, float] = {}
+    n = 0
+    while learner.iteration < cfg.meta_iters:
+        for k, v in learner.train_iteration().items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += 1
+        if learner.iteration % cfg.eval_every == 0 or learner.iteration == cfg.meta_iters:
+            emit({k: v / n for k, v in sums.items()})
+            sums, n = {}, 0
+
+
 def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 600,
                         split: str = "test", progress: bool = True) -> dict[str, float]:
     """`priorlab eval` for hyper-maml checkpoints: accuracies over ``episodes`` fixed tasks on
@@ -477,6 +513,6 @@ def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 60
         raise ConfigError(f"--split {split}: hyper-maml checkpoints are evaluated on the test classes "
                           "of their meta-train data set and on their cross-domain data set; drop --split")
     learner = load_meta_learner(path, data_root)
-    metrics = learner.evaluate(n_tasks=episodes)
+    metrics = learner.evaluate_test(n_tasks=episodes)
     metrics["step"] = float(learner.iteration)
     return metrics

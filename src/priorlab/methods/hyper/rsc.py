@@ -71,7 +71,7 @@ from priorlab.methods.configuration import ConfigError, check_bounds, config_fro
 from priorlab.methods.hyper.config import HyperConfig
 from priorlab.methods.hyper.hypernet import param_groups
 from priorlab.methods.hyper.loop import METHOD as PRETRAIN_METHOD
-from priorlab.methods.hyper.loop import _inputs, classification_loss, evaluate
+from priorlab.methods.hyper.loop import AUGMENT, _inputs, classification_loss, epoch_seed, evaluate
 from priorlab.methods.hyper.resnets import HyperResNet, HyperWRN, build_model
 
 METHOD = "hyper-rsc"
@@ -448,7 +448,7 @@ class RSCLearner:
         self.optimizer = torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(self.cfg.lr_milestones), gamma=self.cfg.lr_gamma)
-        self.aug_generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.aug_generator = torch.Generator()  # reseeded every epoch from (seed, epoch)
         self.epoch = 0
         self.best = {"val_acc": -1.0, "acc": float("nan"), "epoch": 0}
         self.model = self.wrap(self.net) if self.wrap is not None else self.net
@@ -462,8 +462,7 @@ class RSCLearner:
         return {**config_to_dict(self.cfg), "model": config_to_dict(self.model_cfg)}
 
     def save(self, directory, metrics: dict | None = None):
-        extra = {"scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": dict(self.best),
-                 "aug_generator": self.aug_generator.get_state()}
+        extra = {"scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": dict(self.best)}
         return save_checkpoint(directory, method=METHOD, step=self.epoch, config=self.checkpoint_config(),
                                model=self.bare_model, optimizer=self.optimizer, metrics=metrics,
                                extra_state=extra)
@@ -476,7 +475,6 @@ class RSCLearner:
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.aug_generator.set_state(state["aug_generator"])
             self.best = dict(state["best"])
             set_rng_state(state["rng"])
         self.epoch = int(state.get("epoch", ckpt.step))
@@ -484,6 +482,7 @@ class RSCLearner:
     def train_epoch(self, loader: Iterable) -> dict[str, float]:
         """One epoch of RSC over (uint8 or float images, labels) batches; LR schedule stepped after."""
         self.model.train()
+        self.aug_generator.manual_seed(epoch_seed(self.cfg.seed, self.epoch, AUGMENT))
         total, correct, challenged, n, sums = 0.0, 0, 0, 0, {}
         for x, y in loader:
             x, y = _inputs(x, self.device), y.to(self.device)
