@@ -107,3 +107,36 @@ def test_config_errors_name_key_and_choices():
     good = apply_overrides(cfg, {"lr": "3e-4", "label_injection": "[0,2]", "skip": "false",
                                  "channels": "32"})
     assert (good.lr, good.injection_layers(), good.skip, good.channels) == (3e-4, (0, 2), False, 32)
+
+
+def test_forget_bias_default_and_override():
+    """ConvLSTM forget gates start at forget_bias (1 by default), the other gates at 0."""
+    for value in (1.0, 0.5):
+        cfg = tiny() if value == 1.0 else tiny(forget_bias=value)
+        bias = CLLSTM(cfg).cells[0].conv.bias.detach()
+        c = cfg.channels
+        assert torch.equal(bias[c:2 * c], torch.full((c,), value))
+        assert torch.equal(torch.cat([bias[:c], bias[2 * c:]]), torch.zeros(3 * c))
+
+
+@pytest.mark.parametrize("model", ["cl_lstm", "lstm"])
+def test_lstm_forget_bias_changes_only_the_forget_gate(model):
+    """None keeps PyTorch's LSTM init (draws the same random numbers); a value sets b_ih + b_hh
+    of the forget gate and nothing else."""
+    torch.manual_seed(0)
+    default = build_model(tiny(model=model)).state_dict()
+    torch.manual_seed(0)
+    set_ = build_model(tiny(model=model, lstm_forget_bias=2.0)).state_dict()
+    h = 16
+    for name, value in default.items():
+        if "lstm.bias_" not in name:
+            assert torch.equal(value, set_[name]), name
+            continue
+        keep = torch.ones_like(value, dtype=torch.bool)
+        keep[h:2 * h] = False
+        assert torch.equal(value[keep], set_[name][keep]), name
+    f = slice(h, 2 * h)
+    ih = next(k for k in set_ if "lstm.bias_ih" in k)
+    hh = next(k for k in set_ if "lstm.bias_hh" in k)
+    assert torch.equal(set_[ih][f] + set_[hh][f], torch.full((h,), 2.0))
+    assert not torch.equal(default[ih][f] + default[hh][f], torch.full((h,), 2.0))

@@ -12,9 +12,15 @@ layers run at 28, 14, 7 and 3 pixels, which gives the 0.40 GFLOPs per step of Se
 
     model = build_model(MemoryConfig())
     logits = model(x, y)   # x: (B, T, 1, 28, 28) float in [0, 1], y: (B, T) -> (B, T, n_way)
+
+``channels_last`` keeps the ConvLSTM weights, inputs and states in NHWC order; the forward pass
+computes the same function. ``MemoryLearner`` may pass a compiled version of :meth:`CLLSTM.step`
+as ``step_fn`` (``accel=compile``, see ``priorlab.methods.memory.accel``).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +45,7 @@ class CLLSTM(nn.Module):
             c_in = in_channels if j == 0 else cfg.channels
             if j in self.inject:
                 c_in += cfg.n_way
-            cells.append(ConvLSTMCell(c_in, cfg.channels, cfg.kernel_size))
+            cells.append(ConvLSTMCell(c_in, cfg.channels, cfg.kernel_size, cfg.forget_bias))
         self.cells = nn.ModuleList(cells)
         # App. A.2: residual from the 2nd to the 4th ConvLSTM layer (indices 1 -> 3).
         self.skip = (1, 3) if cfg.skip and cfg.conv_layers >= 4 else None
@@ -47,10 +53,13 @@ class CLLSTM(nn.Module):
         if cfg.conv_layers in self.inject:
             lstm_in += cfg.n_way
         self.lstm = nn.LSTMCell(lstm_in, cfg.lstm_hidden)
+        set_lstm_forget_bias(self.lstm, cfg.lstm_forget_bias)
         self.classifier = nn.Linear(cfg.lstm_hidden, cfg.n_way)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
     def initial_state(self, batch: int, like: torch.Tensor):
-        conv = [cell.initial_state(batch, s, like) for cell, s in zip(self.cells, self.sizes)]
+        conv = [cell.initial_state(batch, s, like, self.memory_format)
+                for cell, s in zip(self.cells, self.sizes)]
         zeros = like.new_zeros(batch, self.cfg.lstm_hidden)
         return conv, (zeros, zeros)
 
@@ -58,7 +67,7 @@ class CLLSTM(nn.Module):
         """One time step. x: (B, C, H, W); y_prev: (B, k) one-hot (zeros = null label)."""
         conv_state, lstm_state = state
         new_conv = []
-        h = x
+        h = x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
         outputs = []
         for j, cell in enumerate(self.cells):
             if j > 0:
@@ -76,13 +85,19 @@ class CLLSTM(nn.Module):
         hl, cl = self.lstm(feat, lstm_state)
         return self.classifier(hl), (new_conv, (hl, cl))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, C, H, W), y: (B, T) -> logits (B, T, n_way); step i sees only y_<i."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor, step_fn: Callable | None = None) -> torch.Tensor:
+        """x: (B, T, C, H, W), y: (B, T) -> logits (B, T, n_way); step i sees only y_<i.
+
+        ``step_fn`` (same signature as :meth:`step`, e.g. a compiled ``self.step``) advances
+        steps 1..T-1. Step 0 always runs :meth:`step`: its zero state needs no gradient, which
+        would make torch.compile build a second graph for one step in T.
+        """
         y_prev = previous_labels(y, self.n_way)                         # (B, T, k)
         state = self.initial_state(x.shape[0], x)
+        later = self.step if step_fn is None else step_fn
         logits = []
         for t in range(x.shape[1]):
-            out, state = self.step(x[:, t], y_prev[:, t], state)
+            out, state = (self.step if t == 0 else later)(x[:, t], y_prev[:, t], state)
             logits.append(out)
         return torch.stack(logits, 1)
 
@@ -96,6 +111,7 @@ class LSTMBaseline(nn.Module):
         self.n_way = cfg.n_way
         self.lstm = nn.LSTM(in_channels * cfg.image_size ** 2 + cfg.n_way, cfg.lstm_hidden,
                             batch_first=True)
+        set_lstm_forget_bias(self.lstm, cfg.lstm_forget_bias)
         self.classifier = nn.Linear(cfg.lstm_hidden, cfg.n_way)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -104,6 +120,20 @@ class LSTMBaseline(nn.Module):
         return self.classifier(out)
 
 
+def set_lstm_forget_bias(lstm: nn.LSTM | nn.LSTMCell, value: float | None) -> None:
+    """Make the forget gate's total bias (b_ih + b_hh) ``value``; None keeps PyTorch's init."""
+    if value is None:
+        return
+    h = lstm.hidden_size
+    with torch.no_grad():
+        for name, bias in lstm.named_parameters():
+            if name.startswith("bias_"):                                # gates i, f, g, o
+                bias[h:2 * h].fill_(value if name.startswith("bias_ih") else 0.0)
+
+
 def build_model(cfg: MemoryConfig) -> nn.Module:
     cfg.validate()
-    return CLLSTM(cfg) if cfg.model == "cl_lstm" else LSTMBaseline(cfg)
+    if cfg.model == "lstm":
+        return LSTMBaseline(cfg)
+    model = CLLSTM(cfg)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

@@ -15,6 +15,9 @@ from typing import Literal
 from priorlab.methods.configuration import ConfigError
 
 INJECTION_MODES = ("first", "every", "lstm")
+ACCELS = ("auto", "eager", "compile", "cuda_graph", "compile_cuda_graph")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -36,6 +39,13 @@ class MemoryConfig:
     conv_layers is the LSTM)."""
     skip: bool = True
     """Residual skip from ConvLSTM layer 2 to layer 4 (App. A.2): long episodes do not train without it."""
+    forget_bias: float = 1.0
+    """Initial forget-gate bias of every ConvLSTM cell (the other gate biases start at 0). The
+    thesis does not state it; 1 is the usual "remember by default" initialisation."""
+    lstm_forget_bias: float | None = None
+    """Initial forget-gate bias of the LSTM (after the ConvLSTM stack, and of the LSTM baseline).
+    None keeps PyTorch's default uniform initialisation of all LSTM biases; a number sets the
+    forget gate's total bias (b_ih + b_hh) to it, the other gates keep PyTorch's init."""
 
     # --- task (Sec. 2.3.1, App. A.1) ---
     n_way: int = 5
@@ -56,6 +66,25 @@ class MemoryConfig:
     max_iters: int = 100_000
     grad_clip: float | None = None
     """Optional global-norm gradient clipping (not used in the thesis)."""
+
+    # --- execution: how a training step runs; none of these changes the method ---
+    accel: Literal["auto", "eager", "compile", "cuda_graph", "compile_cuda_graph"] = "auto"
+    """`eager`: plain PyTorch. `compile`: torch.compile (inductor) of one time step of the
+    CL+LSTM (of the whole forward for the LSTM baseline). `cuda_graph`: the whole static-shape
+    training step (forward, backward, Adam) captured once as one CUDA graph and replayed (CUDA
+    only). `compile_cuda_graph`: both (the compiled kernels inside the captured graph). `auto`:
+    the measured per-device default of ``priorlab.methods.memory.accel.DEFAULT_ACCEL``.
+    Evaluation always runs the plain module; checkpoints are the same whatever the choice."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile mode for `compile` / `compile_cuda_graph`. `reduce-overhead` (CUDA only,
+    `compile` only) lets torch record CUDA graphs of each compiled call itself."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """`bf16`: forward under torch.autocast(bfloat16) on the learner's device (CPU or CUDA), loss
+    and optimiser in fp32. Not exact: the forward rounds to bf16 (benchmarks/memory_speed.py holds
+    it to 3e-2 relative of fp32's losses; on the CPU it stayed within 1e-4)."""
+    channels_last: bool = False
+    """Store the ConvLSTM weights, states and inputs in NHWC (torch.channels_last) order; the
+    layout tensor cores prefer for bf16 convolutions. CL+LSTM only."""
 
     # --- bookkeeping ---
     eval_every: int = 1000
@@ -104,6 +133,18 @@ class MemoryConfig:
                 f"image_size={self.image_size} is too small for conv_layers={self.conv_layers} "
                 "(each layer after the first halves the resolution)"
             )
+        choices = (("accel", ACCELS), ("compile_mode", COMPILE_MODES), ("precision", PRECISIONS))
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {list(allowed)}")
+        if self.compile_mode == "reduce-overhead" and self.accel == "compile_cuda_graph":
+            raise ConfigError(
+                "compile_mode='reduce-overhead' records CUDA graphs itself and cannot run inside "
+                "the captured step of accel='compile_cuda_graph': use accel=compile with it, or "
+                "compile_mode=default with accel=compile_cuda_graph")
+        if self.channels_last and self.model != "cl_lstm":
+            raise ConfigError("channels_last=true applies to the ConvLSTM layers; model=lstm has "
+                              "none: drop channels_last or use model=cl_lstm")
         if self.lr <= 0:
             raise ConfigError(f"lr={self.lr} must be > 0")
         bad_shots = [k for k in self.report_shots if not 0 <= k < self.n_shot]

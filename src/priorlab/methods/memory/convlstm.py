@@ -3,6 +3,8 @@
 The gates are computed with convolutions instead of matrix products; the term W_h * h_{t-1}
 is the "adaptation in activation space" of Sec. 2.3.2. One convolution over [x_t, h_{t-1}]
 produces all four gate pre-activations (equal to separate W_x * x + W_h * h convolutions).
+The gate biases start at 0 except the forget gate's, ``forget_bias`` (config field of the same
+name; 1 by default, the usual "remember by default" initialisation: the thesis does not state it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from torch import nn
 
 
 class ConvLSTMCell(nn.Module):
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3):
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3,
+                 forget_bias: float = 1.0):
         super().__init__()
         self.hidden_channels = hidden_channels
         self.conv = nn.Conv2d(
@@ -20,12 +23,13 @@ class ConvLSTMCell(nn.Module):
             padding=kernel_size // 2,
         )
         with torch.no_grad():
-            # Forget-gate bias of 1 is the usual LSTM initialisation: remember by default.
             self.conv.bias.zero_()
-            self.conv.bias[hidden_channels:2 * hidden_channels].fill_(1.0)
+            self.conv.bias[hidden_channels:2 * hidden_channels].fill_(forget_bias)  # gates i, f, o, g
 
-    def initial_state(self, batch: int, size: int, like: torch.Tensor):
-        zeros = like.new_zeros(batch, self.hidden_channels, size, size)
+    def initial_state(self, batch: int, size: int, like: torch.Tensor,
+                      memory_format: torch.memory_format = torch.contiguous_format):
+        zeros = like.new_zeros(batch, self.hidden_channels, size, size).contiguous(
+            memory_format=memory_format)
         return zeros, zeros
 
     def forward(

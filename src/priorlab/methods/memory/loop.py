@@ -6,6 +6,10 @@ the trained network on fresh episodes from held-out classes; adaptation happens 
 hidden states. k-shot accuracy is measured on the (k+1)-th appearance of each class and
 reported with a 95% interval over episodes.
 
+A training step runs eagerly, with its time step compiled, as one captured CUDA graph, in bf16
+or NHWC, as ``MemoryConfig`` says (``accel``, ``precision``, ``channels_last``; see
+:mod:`priorlab.methods.memory.accel`); evaluation and checkpoints use the plain module either way.
+
 The same :func:`train` drives the bare in-process loop (``benchmarks/``, tests) and the Ray
 Train worker (``priorlab.trainables.memory``): only the batch iterator and the report callback
 differ.
@@ -25,6 +29,9 @@ from torch import nn
 
 from priorlab.methods.checkpoint import LoadedCheckpoint, save_checkpoint, set_rng_state
 from priorlab.methods.configuration import config_to_dict
+from priorlab.methods.memory.accel import (
+    GRAPH_ACCELS, GraphedTrainStep, autocast, check_execution, training_forward,
+)
 from priorlab.methods.memory.cl_lstm import build_model
 from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.protocol import kshot_counts
@@ -100,11 +107,19 @@ class MemoryLearner:
     """Optional wrapper (e.g. Ray Train's prepare_model for DDP), applied after building."""
 
     def __post_init__(self):
+        self.device = torch.device(self.device)
+        # cfg.accel resolved for this device (auto -> the measured default); errors are raised here.
+        self.accel = check_execution(self.cfg, self.device, wrapped=self.wrap is not None)
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.cfg).to(self.device)
         self.model = self.wrap(model) if self.wrap is not None else model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        graphed = self.accel in GRAPH_ACCELS
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr,
+                                          capturable=graphed)
         self.step = 0
+        self._forward = training_forward(self.model, self.bare_model, self.cfg, self.accel)
+        self._graph: GraphedTrainStep | None = None
+        self._graphed = graphed
 
     @property
     def bare_model(self) -> nn.Module:
@@ -115,19 +130,33 @@ class MemoryLearner:
         if ckpt.train_state is not None:
             if "optimizer" in ckpt.train_state:
                 self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
+                self._graph = None  # new optimiser tensors: the captured graph is stale
             set_rng_state(ckpt.train_state["rng"])
         self.step = ckpt.step
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        self.model.train()
-        loss = episode_loss(self.model(x, y), y)
+    def _run_step(self, x: torch.Tensor, y: torch.Tensor, *, cache_autocast: bool = True) -> torch.Tensor:
+        """Forward, backward and the optimiser update; the loss, left on the device."""
+        with autocast(self.cfg, self.device, cache_enabled=cache_autocast):
+            logits = self._forward(x, y)
+        loss = episode_loss(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        return loss.detach()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.model.train()
+        if self._graphed:
+            if self._graph is None:  # captured on the first batch: its shapes are the static ones
+                self._graph = GraphedTrainStep(
+                    lambda a, b: self._run_step(a, b, cache_autocast=False), self.optimizer, x, y)
+            loss = self._graph(x, y)
+        else:
+            loss = self._run_step(x, y)
         self.step += 1
-        return float(loss.detach())
+        return float(loss)
 
     def save(self, directory, metrics: dict[str, Any] | None = None):
         return save_checkpoint(
