@@ -20,7 +20,6 @@ import ray.train
 import ray.train.torch
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from ray.train.torch import TorchTrainer
 
 from priorlab.methods.configuration import ConfigError
 from priorlab.methods.hyper.config import HyperConfig
@@ -107,10 +106,12 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         report_with_checkpoint(metrics, lambda d: learner.save(d, state=state), learner.epoch)
 
 
-def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
+def build_trainer(config: dict[str, Any], callbacks: list | None = None):
     return build_method_trainer(
         train_fn_per_worker, HyperConfig, config, callbacks,
-        check=lambda cfg, res: check_precision(cfg.precision, "cuda" if res.use_gpu else "cpu"))
+        check=lambda cfg, res: check_precision(cfg.precision, "cuda" if res.use_gpu else "cpu"),
+        # DeepSpeed sets up its engine over torch.distributed even with one worker.
+        process_group=lambda cfg, res: res.workers > 1 or cfg.strategy == "deepspeed")
 
 
 def fit(config: dict[str, Any]) -> "ray.train.Result":
@@ -118,5 +119,5 @@ def fit(config: dict[str, Any]) -> "ray.train.Result":
 
 
 def train_driver_fn(config: dict[str, Any]) -> None:
-    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    """The Tune function trainable: builds and fits the trainer of one trial."""
     fit_in_tune(build_trainer, config)

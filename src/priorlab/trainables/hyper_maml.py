@@ -69,5 +69,5 @@ def fit(config: dict[str, Any]) -> "ray.train.Result":
 
 
 def train_driver_fn(config: dict[str, Any]) -> None:
-    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    """The Tune function trainable: builds and fits the trainer of one trial."""
     fit_in_tune(build_trainer, config)

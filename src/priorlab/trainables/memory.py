@@ -3,7 +3,7 @@
 ``train_fn_per_worker`` runs the pure loop of ``priorlab.methods.memory.loop`` on episodes
 streamed by Ray Data (``get_dataset_shard("train")``), reports ``train/loss`` and
 ``eval/acc_{k}shot`` with a checkpoint every ``eval_every`` iterations, and resumes from the
-latest checkpoint. ``train_driver_fn`` builds the TorchTrainer; a Tune trial runs it
+latest checkpoint. ``train_driver_fn`` builds the Ray Train trainer; a Tune trial runs it
 (Train V2 + Tune: a Trainer is never passed to a Tuner).
 
     from priorlab.trainables.memory import fit
@@ -20,7 +20,6 @@ from typing import Any
 import torch
 import ray.train
 import ray.train.torch
-from ray.train.torch import TorchTrainer
 
 from priorlab.data.episodes import OnlineEpisodeSampler, episode_seed
 from priorlab.data.omniglot import load_omniglot_split
@@ -29,7 +28,7 @@ from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.loop import METHOD, MemoryLearner, evaluate, train
 from priorlab.trainables.common import (
     RunResources, fit_in_tune, latest_saved_step, report_with_checkpoint,
-    restore_from_train_checkpoint, split_config, torch_trainer, worker_setup,
+    restore_from_train_checkpoint, split_config, start_early, torch_trainer, worker_setup,
 )
 from priorlab.trainables.streams import episode_dataset, local_batches, shard_batches
 
@@ -44,10 +43,14 @@ def eval_seeds(cfg: MemoryConfig, n: int | None = None) -> list[int]:
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     started = time.time()
     cfg, res, world = worker_setup(config, MemoryConfig, "meta_batch")
+    restored = restore_from_train_checkpoint(METHOD)
+    start_step = restored.step if restored is not None else 0
+    # The episode stream starts first, in the background: its first batch (seconds, when a Ray
+    # Data pipeline has to start) arrives while the model and the validation episodes are built.
+    batches = start_early(_train_batches(cfg, res, world, start_step))
 
     learner = MemoryLearner(cfg, device=ray.train.torch.get_device(),
                             wrap=ray.train.torch.prepare_model if world > 1 else None)
-    restored = restore_from_train_checkpoint(METHOD)
     if restored is not None:
         learner.restore(restored)
         print(f"[priorlab] resumed from step {learner.step}")
@@ -55,18 +58,6 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     eval_classes = load_omniglot_split(res.data_root, cfg.eval_split, cfg.image_size, progress=False)
     eval_sampler = OnlineEpisodeSampler(eval_classes, cfg.n_way, cfg.n_shot)
     seeds = eval_seeds(cfg)
-
-    per_worker = cfg.meta_batch // world
-    if res.stream == "local":
-        train_sampler = OnlineEpisodeSampler(
-            load_omniglot_split(res.data_root, cfg.train_split, cfg.image_size, progress=False),
-            cfg.n_way, cfg.n_shot)
-        rank = ray.train.get_context().get_world_rank()
-        batches = ((x[rank * per_worker:(rank + 1) * per_worker], y[rank * per_worker:(rank + 1) * per_worker])
-                   for x, y in local_batches(train_sampler, base_seed=cfg.seed,
-                                             start_step=learner.step, meta_batch=cfg.meta_batch))
-    else:
-        batches = shard_batches(ray.train.get_dataset_shard("train"), per_worker, learner.step)
     # When the worker's function started and when its loop did (unix s): with the report times,
     # the fixed cost of a trial before its first step and after its last report
     # (benchmarks/overhead.py).
@@ -79,6 +70,20 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     )
 
 
+def _train_batches(cfg: MemoryConfig, res: RunResources, world: int, start_step: int):
+    """This worker's share of each training meta-batch from ``start_step`` on."""
+    per_worker = cfg.meta_batch // world
+    if res.stream == "local":
+        train_sampler = OnlineEpisodeSampler(
+            load_omniglot_split(res.data_root, cfg.train_split, cfg.image_size, progress=False),
+            cfg.n_way, cfg.n_shot)
+        rank = ray.train.get_context().get_world_rank()
+        return ((x[rank * per_worker:(rank + 1) * per_worker], y[rank * per_worker:(rank + 1) * per_worker])
+                for x, y in local_batches(train_sampler, base_seed=cfg.seed,
+                                          start_step=start_step, meta_batch=cfg.meta_batch))
+    return shard_batches(ray.train.get_dataset_shard("train"), per_worker, start_step)
+
+
 def _stamp_first(batches, times: dict[str, float], key: str):
     """The batches, noting in ``times[key]`` when the first one is handed to the loop."""
     for i, batch in enumerate(batches):
@@ -87,7 +92,7 @@ def _stamp_first(batches, times: dict[str, float], key: str):
         yield batch
 
 
-def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
+def build_trainer(config: dict[str, Any], callbacks: list | None = None):
     overrides, res = split_config(config, METHOD_KEYS)
     cfg = config_from_dict(MemoryConfig, overrides)
     if not res.data_root:
@@ -111,5 +116,5 @@ def fit(config: dict[str, Any]) -> "ray.train.Result":
 
 
 def train_driver_fn(config: dict[str, Any]) -> None:
-    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    """The Tune function trainable: builds and fits the trainer of one trial."""
     fit_in_tune(build_trainer, config)

@@ -19,7 +19,6 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-from ray.train.torch import TorchTrainer
 from torch.utils.data import DataLoader, Subset
 
 from priorlab.data.images import PacsSet, leave_one_domain_out, load_pacs
@@ -82,7 +81,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         report_with_checkpoint(metrics, learner.save, learner.epoch)
 
 
-def build_trainer(config: dict[str, Any], callbacks: list | None = None) -> TorchTrainer:
+def build_trainer(config: dict[str, Any], callbacks: list | None = None):
     return build_method_trainer(train_fn_per_worker, RSCConfig, config, callbacks)
 
 
@@ -91,5 +90,5 @@ def fit(config: dict[str, Any]) -> "ray.train.Result":
 
 
 def train_driver_fn(config: dict[str, Any]) -> None:
-    """The Tune function trainable: builds and fits the TorchTrainer of one trial."""
+    """The Tune function trainable: builds and fits the trainer of one trial."""
     fit_in_tune(build_trainer, config)
