@@ -1,9 +1,9 @@
 # Two commands on a fresh machine:
-#   make run    the main job: a Ray Tune + Optuna sweep of CL+LSTM label injection on Omniglot
-#               (local Ray), then the results table and where the files went
+#   make run    the main job: a Ray Tune sweep of CL+LSTM label injection on Omniglot (local Ray),
+#               every distinct mode x SAMPLES seeds, then the results table and where the files went
 #   make test   the test suite (what .ci/run calls)
 SHELL := /bin/bash
-SAMPLES ?= 6
+SAMPLES ?= 1
 ARGS ?=
 
 .PHONY: setup run test test-fast bench clean
@@ -14,7 +14,7 @@ setup:
 run: setup
 	@source scripts/offline-env.sh && \
 	  .venv/bin/priorlab data download omniglot && \
-	  .venv/bin/priorlab sweep memory-label-injection --samples $(SAMPLES) $(ARGS)
+	  .venv/bin/priorlab sweep memory-label-injection lr=0.01 channels=8 --stream local --samples $(SAMPLES) $(ARGS)
 
 # The data step fetches what the tests read (Omniglot) into the data root if it is missing; files
 # already there are only checked, so a read-only data root (CI: ../shared/datasets) is not written.

@@ -45,6 +45,7 @@ def test_report_groups_by_swept_choice_and_plots(tmp_path):
     assert "first" in rep.text and "0.550 ± 0.071" in rep.text and "lstm" in rep.text
     assert rep.plot_path.stat().st_size > 1000 and rep.csv_path.is_file()
     assert "± = std over the n trials" in rep.text and "chance level 0.200" in rep.text
+    assert "budget and fixed settings of every trial: report_shots=[1,4]" in rep.text
 
 
 def _memory_experiment(tmp_path, trials, fixed=None):

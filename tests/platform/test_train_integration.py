@@ -26,8 +26,9 @@ def test_train_runs_resumes_by_name_and_prints_metrics(ray_session, data_root, t
     assert (run / "checkpoints" / "checkpoint_000000004" / "meta.json").is_file()
     assert "priorlab eval" in out.out
 
-    # the same name with a longer budget continues from step 4
-    assert main(_args(tmp_path, tiny_memory_config, max_iters=6)) == 0
+    # the same name with a longer budget continues from step 4 (episodes sampled inside the
+    # worker this time, as `make run` does: the local stream starts at the restored step too)
+    assert main(_args(tmp_path, tiny_memory_config, max_iters=6) + ["--stream", "local"]) == 0
     out = capsys.readouterr()
     assert "resumed from step 4" in out.err and "(resuming)" in out.out
     meta = json.loads((run / "checkpoints" / "checkpoint_000000006" / "meta.json").read_text())

@@ -52,6 +52,10 @@ def _add_launch_options(p: argparse.ArgumentParser, unit: str, *, workers_flag: 
     p.add_argument(workers_flag, type=int, default=1, help=f"Ray Train workers per {unit} (data parallel)")
     p.add_argument("--cpus-per-worker", type=float, default=None)
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    p.add_argument("--stream", choices=("ray_data", "local"), default=None,
+                   help="how episode studies feed training: `ray_data` (default) streams them "
+                        "through Ray Data; `local` samples the same episodes inside each worker "
+                        "(faster with several trials on a 2-core machine; benchmarks/RESULTS.md)")
     p.add_argument("--address", default=None, help="Ray cluster address ('auto' on a head node)")
     p.add_argument("--runs-dir", default="runs", help=runs_help)
     _add_run_options(p)
@@ -116,7 +120,7 @@ def cmd_sweep(args) -> int:
         name=args.name, samples=args.samples, max_iters=args.max_iters,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         use_gpu=args.gpu, address=args.address, resume=args.resume, seed=args.seed,
-        max_failures=args.max_failures, verbose=args.verbose,
+        max_failures=args.max_failures, verbose=args.verbose, stream=args.stream,
     )
     print()
     print(outcome.report_text)
@@ -151,7 +155,7 @@ def cmd_train(args) -> int:
         data_root=resolve_data_root(args.data_dir), runs_dir=Path(args.runs_dir), name=args.name,
         max_iters=args.max_iters, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         use_gpu=args.gpu, address=args.address, max_failures=args.max_failures,
-        verbose=args.verbose,
+        verbose=args.verbose, stream=args.stream,
     )
     print()
     keys = sorted(k for k in outcome.metrics if not k.startswith("time/"))
@@ -245,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies}[args.command]
+    # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     from priorlab.platform.runtime import RuntimeUnavailable
     from priorlab.platform.sweep import SweepError
     from priorlab.platform.train import TrainError

@@ -202,6 +202,13 @@ def _progress_of(df: pd.DataFrame, key: str) -> pd.Series:
     return pd.to_numeric(df[key], errors="coerce") if key in df.columns else pd.Series(np.nan, index=df.index)
 
 
+def _short(value) -> str:
+    """A config value as one short token for the budget line (lists without spaces)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def equal_budget(results: pd.DataFrame, history: pd.DataFrame, group_by: list[str],
                  progress: str, at: float | None = None) -> BudgetView:
     """Each trial's metrics at the same progress value ``at`` (default: the highest value every
@@ -278,6 +285,9 @@ def build_report(experiment: str | Path) -> Report:
     chance = study.chance(full_config)
     if chance is not None:
         head[0] += f"; chance level {chance:.3f}"
+    if fixed:
+        head.append("budget and fixed settings of every trial: "
+                    + " ".join(f"{k}={_short(v)}" for k, v in sorted(fixed.items())))
     fail_text = ""
     if failed_lines:
         fail_text = (f"{len(failed_lines)} trial(s) failed and are left out of every table and "

@@ -118,6 +118,16 @@ def default_name(study: str) -> str:
     return f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def choices_only(space: dict[str, Any]) -> dict[str, list] | None:
+    """The categories of a space made of ``tune.choice``s only (``{}`` for an empty space), or
+    None when something in it is continuous, a grid or anything else a searcher should handle."""
+    from ray.tune.search.sample import Categorical
+
+    if not all(isinstance(v, Categorical) for v in space.values()):
+        return None
+    return {k: list(v.categories) for k, v in space.items()}
+
+
 def fixed_seed_repeats(study, fixed: dict[str, Any], samples: int) -> list[int] | None:
     """Seeds of the repeats of a sweep with nothing left to search (every searched key pinned),
     or None when something is still searched or the method has no seed field."""
@@ -145,6 +155,7 @@ def run_sweep(
     seed: int = 0,
     max_failures: int | None = None,
     verbose: bool = False,
+    stream: str | None = None,
 ) -> SweepOutcome:
     study = get_study(study_name)
     runs_dir = Path(runs_dir).resolve()
@@ -167,13 +178,14 @@ def run_sweep(
             raise SweepError("--resume continues the sweep as it was started; drop the overrides")
         fixed, seed, samples = info["fixed"], info["seed"], info["samples"]
         workers_per_trial = info.get("workers_per_trial", workers_per_trial)
+        stream = info.get("stream", stream)
     # Fails early, naming any bad key or value; the parsed values (lists, numbers) are kept.
     parsed = config_to_dict(config_from_dict(study.config_cls, fixed))
     fixed = {k: parsed[k] for k in fixed}
     if max_failures is not None and max_failures < -1:
         raise SweepError(f"--max-failures {max_failures}: use -1 (retry forever), 0 (never) or a count")
 
-    space = {k: v for k, v in study.space().items() if k not in fixed}
+    space = {k: v for k, v in study.space(fixed).items() if k not in fixed}
     if study.prepare_data is not None:
         study.prepare_data(data_root, fixed)  # missing data fails here, before Ray starts
 
@@ -186,6 +198,8 @@ def run_sweep(
         res.cpus_per_worker = cpus_per_worker
     if max_failures is not None:
         res.max_failures = max_failures
+    if stream is not None:
+        res.stream = stream
     per_trial = res.workers * res.cpus_per_worker + res.data_cpus + 0.01
     concurrent = max(1, math.floor(rt.cpus / per_trial + 1e-9))
     if use_gpu:
@@ -194,18 +208,27 @@ def run_sweep(
     full_config = {**config_to_dict(config_from_dict(study.config_cls, fixed)), **fixed}
     max_t = study.reports_per_trial(full_config)
 
-    repeats = fixed_seed_repeats(study, fixed, n_samples) if not space else None
+    choices = choices_only(space)
+    repeats = fixed_seed_repeats(study, fixed, n_samples) if choices is not None else None
     if repeats is not None:
-        # Nothing left to search: Optuna refuses an empty space, and early stopping would cut
-        # replicates of one config short. Run the fixed config once per seed instead.
-        space = {"seed": tune.grid_search(repeats)}
+        # Nothing left to search, or only a few choices: Optuna refuses an empty space and would
+        # draw the same choice with the same seed again; early stopping would cut replicates
+        # short. Run every combination once per seed instead, each trial to the end.
+        pinned = "" if "seed" not in fixed else f" (seed pinned to {fixed['seed']}: counting up from it)"
+        if choices:
+            what = ", ".join(f"{k} in {list(v)}" for k, v in choices.items())
+            n_comb = math.prod(len(v) for v in choices.values())
+            note = (f"only choices left to search ({what}): running all {n_comb} combinations, "
+                    f"each with seeds {repeats}{pinned}, no early stopping")
+        else:
+            note = (f"nothing left to search (every searched key is fixed): running the fixed "
+                    f"config {n_samples} time(s) with seeds {repeats}{pinned}, no early stopping")
+        space = {**{k: tune.grid_search(list(v)) for k, v in choices.items()},
+                 "seed": tune.grid_search(repeats)}
         searcher = scheduler = None
         num_samples = 1
-        pinned = "" if "seed" not in fixed else f" (seed pinned to {fixed['seed']}: counting up from it)"
-        note = (f"nothing left to search (every searched key is fixed): running the fixed config "
-                f"{n_samples} time(s) with seeds {repeats}{pinned}, no early stopping")
     else:
-        searcher = study.make_searcher(seed, set(space))
+        searcher = study.make_searcher(seed, space)
         scheduler = study.make_scheduler(max_t)
         num_samples = n_samples
         note = None
@@ -222,7 +245,7 @@ def run_sweep(
         experiment.mkdir(parents=True)
         (experiment / STUDY_FILE).write_text(json.dumps(
             {"study": study.name, "fixed": fixed, "seed": seed, "samples": n_samples,
-             "trials": n_trials, "workers_per_trial": workers_per_trial,
+             "trials": n_trials, "workers_per_trial": workers_per_trial, "stream": res.stream,
              "data_root": str(data_root), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
         param_space = {**fixed, **space, **{k: v for k, v in vars(res).items()}}
         tuner = tune.Tuner(

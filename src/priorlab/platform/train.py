@@ -125,6 +125,7 @@ def run_train(
     address: str | None = None,
     max_failures: int | None = None,
     verbose: bool = False,
+    stream: str | None = None,
 ) -> TrainOutcome:
     from priorlab.platform.sweep import _results_callback
 
@@ -149,6 +150,8 @@ def run_train(
         res.cpus_per_worker = cpus_per_worker
     if max_failures is not None:
         res.max_failures = max_failures
+    if stream is not None:
+        res.stream = stream
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps(
         {"study": study.name, "config": config, "data_root": str(data_root),

@@ -23,8 +23,11 @@ class Study:
     """A Tune function trainable (a ``train_driver_fn``)."""
     budget: dict[str, Any]
     """Config overrides that make the study's default budget (small enough for a laptop)."""
-    space: Callable[[], dict[str, Any]]
-    """The Tune search space: config field name -> tune.choice/loguniform/..."""
+    space: Callable[..., dict[str, Any]]
+    """``space(fixed=None)``: the Tune search space, config field name -> tune.choice/
+    loguniform/grid_search/...; given the fixed config (budget + overrides) a study may leave out
+    choices that coincide under it. A space of ``tune.choice``s only is run as a grid of every
+    combination, ``--samples`` seeds each (see ``platform.sweep``)."""
     metric: str
     mode: str
     group_by: tuple[str, ...]
@@ -32,8 +35,8 @@ class Study:
     curve: Callable[[dict[str, Any]], dict[float, str]]
     """Given the trial config, x -> metric key for the report's plot (e.g. shot -> eval/acc_kshot)."""
     curve_label: str
-    make_searcher: Callable[[int, set[str]], Any]
-    """Given the seed and the keys actually searched (the user may pin some), the searcher."""
+    make_searcher: Callable[[int, dict[str, Any]], Any]
+    """Given the seed and the space actually searched (the user may pin some keys), the searcher."""
     make_scheduler: Callable[[int], Any]
     """Given max_t (the number of reports a full trial makes), the trial scheduler."""
     reports_per_trial: Callable[[dict[str, Any]], int] = lambda fixed: 1
@@ -62,7 +65,7 @@ class Study:
     """Chance level of the study metric for a config (e.g. 1 / n_way), drawn on the plot; None: none."""
 
 
-def grid_searcher(seed: int, searched: set[str]):
+def grid_searcher(seed: int, space: dict[str, Any]):
     """``make_searcher`` of grid studies: None = Tune's basic variant generator runs the grid."""
     return None
 

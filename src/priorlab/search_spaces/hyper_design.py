@@ -25,7 +25,7 @@ from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
 from priorlab.trainables.hyper import train_driver_fn
 
 
-def space() -> dict[str, Any]:
+def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "sharing": tune.grid_search(["global", "stage", "unshared"]),
         "bias": tune.grid_search([False, True]),

@@ -35,7 +35,7 @@ from priorlab.trainables.hyper_maml import train_driver_fn
 ARCH_NAMES = {"resnet12": "ResNet-12", "resnet18": "ResNet-18"}
 
 
-def space() -> dict[str, Any]:
+def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "hyper": tune.grid_search([True, False]),
         "k_shot": tune.grid_search([1, 5]),

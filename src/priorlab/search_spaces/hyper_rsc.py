@@ -32,7 +32,7 @@ from priorlab.trainables.rsc import train_driver_fn
 TARGETS = ("photo", "art_painting", "cartoon", "sketch")  # Table 3.8's column order
 
 
-def space() -> dict[str, Any]:
+def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "hyper": tune.grid_search([True, False]),
         "target_domain": tune.grid_search(list(TARGETS)),
