@@ -4,7 +4,7 @@ Defaults are the paper's: Sec. 2.3.3 (architecture, label injection), Sec. 2.3.4
 (Adam 1e-3, meta-batch 16, 100k iterations), App. A.1.1 (5-way tasks with 10 samples per
 class on 28x28 Omniglot, rotations as extra classes), App. A.2 (skip from layer 2 to layer 4).
 
-Override any field from the CLI, e.g. ``priorlab train memory-omniglot channels=32 lr=3e-4``.
+Override any field from the CLI, e.g. ``priorlab train memory-label-injection channels=32 lr=3e-4``.
 """
 
 from __future__ import annotations
