@@ -179,15 +179,18 @@ def _plot(table: pd.DataFrame, group_by: list[str], curve: dict[float, str], xla
     fig, ax = plt.subplots(figsize=(6, 4))
     for _, row in table.iterrows():
         means = [row[f"{curve[x]} mean"] for x in xs]
-        stds = [0.0 if np.isnan(row[f"{curve[x]} std"]) else row[f"{curve[x]} std"] for x in xs]
-        label = ", ".join(f"{g}={row[g]}" for g in group_by) + f" (n={int(row[f'{curve[xs[0]]} n'])})"
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+        n = int(row[f"{curve[xs[0]]} n"])
+        # the table's ±: std over trials, or for one trial its own interval over episodes
+        spread = [row.get(f"{curve[x]} std" if n >= 2 else f"{curve[x]} ci95", np.nan) for x in xs]
+        spread = [0.0 if np.isnan(v) else v for v in spread]
+        label = ", ".join(f"{g}={row[g]}" for g in group_by) + f" (n={n}{'*' if n == 1 else ''})"
+        ax.errorbar(xs, means, yerr=spread, marker="o", capsize=3, label=label)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.3g})")
     ax.set_xticks(xs)
     ylabel = curve[xs[0]].split("/")[0] + " " + curve[xs[0]].split("/")[-1].split("_")[0]
-    return _save_plot(fig, ax, xlabel, ylabel + f" (error bars: std over trials)", title, path,
-                      legend_size=8)
+    return _save_plot(fig, ax, xlabel, ylabel + " (bars: std over trials;\n"
+                      "n=1*: 95% interval over its episodes)", title, path, legend_size=8)
 
 
 @dataclass
