@@ -7,6 +7,7 @@
     priorlab eval <checkpoint | run folder | experiment> --episodes 1000
     priorlab data download omniglot
     priorlab studies
+    priorlab scenes list [--seed S] [--attributes] [--filter WORDS ...]
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from priorlab.data.download import DownloadError, InvalidFileError, download_dataset
 from priorlab.data.root import MissingDataError, resolve_data_root
+from priorlab.data.sdf import SceneError
 from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
@@ -29,7 +31,7 @@ from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
 USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, CheckpointError,
-               DownloadError, InvalidFileError, FileExistsError, PackagedSplitError)
+               DownloadError, InvalidFileError, FileExistsError, PackagedSplitError, SceneError)
 
 # checkpoint method tag -> "module:function" evaluating it (loaded lazily)
 EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
@@ -108,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(dl)
 
     sub.add_parser("studies", help="list the studies")
+
+    sc = sub.add_parser("scenes", help="the analytic scene family of HyperFields (docs/fields.md)")
+    ssub = sc.add_subparsers(dest="scenes_command", required=True)
+    sl = ssub.add_parser("list", help="one line per scene: slug and prompt")
+    sl.add_argument("--seed", type=int, default=0, help="picks patterns and attribute colours")
+    sl.add_argument("--attributes", action="store_true",
+                    help="also the shape x attribute scenes (striped, checkered, ...)")
+    sl.add_argument("--filter", nargs="+", default=None, metavar="WORDS",
+                    help="keep scenes matching these shape / colour / attribute words "
+                         "(any of each kind named, all kinds named)")
     return parser
 
 
@@ -237,6 +249,19 @@ def cmd_studies(args) -> int:
     return 0
 
 
+def cmd_scenes(args) -> int:
+    from priorlab.data.scenes import filter_scenes, scene_family
+
+    scenes = scene_family(seed=args.seed, attributes=args.attributes)
+    if args.filter:
+        scenes = filter_scenes(scenes, args.filter)
+    width = max((len(s.slug) for s in scenes), default=0)
+    for s in scenes:
+        print(f"{s.slug:<{width}}  {s.prompt}")
+    print(f"{len(scenes)} scenes")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -248,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
-               "data": cmd_data, "studies": cmd_studies}[args.command]
+               "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)

@@ -1,0 +1,375 @@
+"""A scene family with analytic ground truth: colour x shape (+ attribute) prompts (thesis Ch. 4).
+
+Sec. 4.4.1 trains HyperFields on colour x shape prompts (9 shapes x 8 colours, Fig. 4.4, with
+3 colours per shape held out) and App. B.2 adds attributes ("plaid", "terracotta": Fig. B.2,
+shape x style). This module is that family with shapes whose every view can be rendered
+exactly, so teachers and students can be scored against ground truth instead of a CLIP proxy:
+
+- shapes: the exact SDFs of ``priorlab.data.sdf`` (6 primitives + 5 composites, y up, inside
+  the unit sphere with a margin);
+- colours: ``COLOURS`` (name -> linear RGB); the plain grid uses ``FAMILY_COLOURS`` (8);
+- attributes: procedural surface colours of two colours, ``striped`` (horizontal bands),
+  ``checkered`` (3-D checker), ``gradient`` (linear in height) and ``two-tone`` (split at a
+  height), standing in for App. B.2's styles.
+
+A ``Scene`` has a ``slug`` ("red-torus", "blue-white-striped-chair") and a ``prompt`` ("a red
+torus", "a blue and white striped chair", "an orange cube"). ``scene_family(seed)`` lists them;
+``parse_scene(text, seed)`` reads a slug or a prompt back. The seed picks what a name leaves
+open: a pattern's frequency or split height, the second colour when a prompt names only one,
+and the colours of the attribute scenes in the family.
+
+Rendering is sphere tracing (``render_scene``): rays from ``cameras.get_rays``, starting where
+they enter the unit sphere. Shading is Lambertian under one fixed *world-space* directional
+light plus ambient, ``rgb = albedo * (AMBIENT + DIFFUSE * max(0, n . LIGHT_DIR))``, so a
+surface point has the same colour from every view: the radiance a NeRF can represent exactly.
+
+    priorlab scenes list --attributes --filter chair
+    views = render_views(parse_scene("an orange torus"), n_views=32, size=64, seed=0)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+
+import torch
+
+from priorlab.data.sdf import BOUND_RADIUS, SHAPES, SceneError, shape_sdf
+from priorlab.methods.fields.cameras import fov_for_radius, get_rays, pose_spherical, sphere_near_far
+
+__all__ = ["AMBIENT", "ATTRIBUTES", "COLOURS", "DIFFUSE", "FAMILY_COLOURS", "LIGHT_DIR", "SHAPES",
+           "Scene", "SceneError", "filter_scenes", "parse_scene", "render_scene", "render_views",
+           "scene_family"]
+
+# Linear RGB in [0, 1]. White and black serve as second colours of patterns; the plain grid
+# leaves them out (a white object on the white background has no visible silhouette).
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.85, 0.12, 0.10),
+    "orange": (0.95, 0.50, 0.08),
+    "yellow": (0.95, 0.85, 0.15),
+    "green": (0.15, 0.62, 0.22),
+    "blue": (0.12, 0.30, 0.85),
+    "purple": (0.50, 0.20, 0.70),
+    "pink": (0.95, 0.52, 0.72),
+    "brown": (0.50, 0.30, 0.12),
+    "white": (0.95, 0.95, 0.95),
+    "black": (0.08, 0.08, 0.08),
+}
+FAMILY_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
+
+# attribute -> the choices the seed picks from (frequency in cycles per unit length for the
+# periodic patterns, split height for two-tone, nothing for the gradient)
+ATTRIBUTES: dict[str, tuple[float, ...]] = {
+    "striped": (2.5, 3.0, 4.0),
+    "checkered": (2.0, 2.5, 3.0),
+    "gradient": (),
+    "two-tone": (-0.15, 0.0, 0.15),
+}
+# other spellings a prompt may use -> the canonical word
+ALIASES = {"stripes": "striped", "stripy": "striped", "checker": "checkered",
+           "chequered": "checkered", "checked": "checkered", "twotone": "two-tone",
+           "box": "cube", "ball": "sphere"}
+ARTICLES = {"a", "an", "the", "and"}
+GRADIENT_SPAN = 0.8                 # the gradient runs over y in [-0.8, 0.8], about every shape's height
+
+# Lighting (document changes in docs/fields.md): ambient + Lambertian from a fixed direction
+# above, right and in front of the object (towards the light; world space).
+AMBIENT = 0.35
+DIFFUSE = 0.65                      # AMBIENT + DIFFUSE = 1 keeps rgb within the albedo
+LIGHT_DIR = tuple(v / math.sqrt(0.3 ** 2 + 0.8 ** 2 + 0.5 ** 2) for v in (0.3, 0.8, 0.5))
+
+# Sphere tracing
+MAX_STEPS = 128                     # enough for grazing rays of these shapes at <= 256 px
+STEP_EPS = 1e-4                     # a ray stops once the SDF at its tip is below this
+HIT_EPS = 1e-3                      # ... and counts as a hit if |SDF| is below this at the end
+NORMAL_H = 5e-4                     # central-difference step for normals
+
+# render_views: cameras at distance 3 framing the unit sphere with 10% margin (fov ~43 deg)
+VIEW_RADIUS = 3.0
+VIEW_FOV_DEG = fov_for_radius(BOUND_RADIUS, VIEW_RADIUS, margin=1.1)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene: a shape of ``SHAPES`` in a colour of ``COLOURS``, optionally patterned."""
+
+    shape: str
+    colour: str
+    attribute: str | None = None
+    """One of ``ATTRIBUTES``, or None for a plain colour."""
+    colour2: str | None = None
+    """The pattern's second colour (required with an attribute, which mixes two colours)."""
+    frequency: float = 0.0
+    """Cycles per unit length of ``striped`` / ``checkered``."""
+    split: float = 0.0
+    """Height (y) of the boundary of ``two-tone``: ``colour`` below, ``colour2`` above."""
+
+    def __post_init__(self):
+        _check_word(self.shape, SHAPES, "shape")
+        _check_word(self.colour, COLOURS, "colour")
+        if self.attribute is None:
+            if self.colour2 is not None:
+                raise SceneError(f"scene {self.shape!r} has a second colour {self.colour2!r} but no "
+                                 f"attribute to use it; attributes: {', '.join(ATTRIBUTES)}")
+            return
+        _check_word(self.attribute, ATTRIBUTES, "attribute")
+        if self.colour2 is None:
+            raise SceneError(f"attribute {self.attribute!r} needs a second colour (colour2); "
+                             f"colours: {', '.join(COLOURS)}")
+        _check_word(self.colour2, COLOURS, "colour")
+        if self.colour2 == self.colour:
+            raise SceneError(f"a {self.attribute} scene needs two different colours, got "
+                             f"{self.colour!r} twice")
+        if self.attribute in ("striped", "checkered") and self.frequency <= 0:
+            raise SceneError(f"a {self.attribute} scene needs frequency > 0 (cycles per unit "
+                             f"length, e.g. {ATTRIBUTES[self.attribute]})")
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        colours = (self.colour,) if self.colour2 is None else (self.colour, self.colour2)
+        return colours + ((self.attribute,) if self.attribute else ()) + (self.shape,)
+
+    @property
+    def slug(self) -> str:
+        return "-".join(self.words)
+
+    @property
+    def prompt(self) -> str:
+        colours = self.colour if self.colour2 is None else f"{self.colour} and {self.colour2}"
+        text = " ".join([colours] + ([self.attribute] if self.attribute else []) + [self.shape])
+        return f"{'an' if text[0] in 'aeiou' else 'a'} {text}"
+
+    def sdf(self, points: torch.Tensor) -> torch.Tensor:
+        """Signed distances (N,) of ``points`` (N, 3)."""
+        return shape_sdf(self.shape, points)
+
+    def albedo(self, points: torch.Tensor) -> torch.Tensor:
+        """Surface colour (N, 3) in [0, 1] at ``points`` (N, 3) (meant for surface points)."""
+        c1 = points.new_tensor(COLOURS[self.colour])
+        if self.attribute is None:
+            return c1.expand(points.shape[0], 3)
+        c2 = points.new_tensor(COLOURS[self.colour2])
+        y = points[:, 1]
+        if self.attribute == "striped":            # horizontal bands, `frequency` per unit height
+            t = torch.remainder(torch.floor(y * 2 * self.frequency), 2.0)
+        elif self.attribute == "checkered":        # 3-D checker of cells 1 / (2 frequency) wide
+            t = torch.remainder(torch.floor(points * 2 * self.frequency).sum(-1), 2.0)
+        elif self.attribute == "gradient":         # colour at y <= -GRADIENT_SPAN, colour2 at y >= +
+            t = ((y + GRADIENT_SPAN) / (2 * GRADIENT_SPAN)).clamp(0.0, 1.0)
+        else:                                      # two-tone
+            t = (y >= self.split).to(points.dtype)
+        return (1 - t)[:, None] * c1 + t[:, None] * c2
+
+
+def _check_word(word: str, valid, kind: str) -> None:
+    if word not in valid:
+        raise SceneError(f"unknown {kind} {word!r}; {kind}s: {', '.join(valid)}")
+
+
+# ---- the family, names -------------------------------------------------------------------
+
+def _pattern_choices(seed: int, shape: str, colour: str, attribute: str) -> tuple[str, float, float]:
+    """(default second colour, frequency, split) the seed picks for one attribute scene."""
+    rng = random.Random(f"pattern:{seed}:{shape}:{colour}:{attribute}")  # str seeds: stable across runs
+    colour2 = rng.choice([c for c in COLOURS if c != colour])
+    choices = ATTRIBUTES[attribute]
+    value = rng.choice(choices) if choices else 0.0
+    if attribute in ("striped", "checkered"):
+        return colour2, value, 0.0
+    return colour2, 0.0, value
+
+
+def make_scene(shape: str, colour: str, attribute: str | None = None, colour2: str | None = None,
+               seed: int = 0) -> Scene:
+    """A scene from its words, the seed filling in what they leave open (pattern, colour2)."""
+    if attribute is None:
+        return Scene(shape, colour, colour2=colour2)
+    _check_word(attribute, ATTRIBUTES, "attribute")
+    _check_word(colour, COLOURS, "colour")
+    default2, frequency, split = _pattern_choices(seed, shape, colour, attribute)
+    return Scene(shape, colour, attribute, colour2 or default2, frequency, split)
+
+
+def scene_family(seed: int = 0, attributes: bool = False, shapes=None, colours=None) -> list[Scene]:
+    """Every shape x colour (plain, Sec. 4.4.1), then with ``attributes`` one scene per shape x
+    attribute (App. B.2's shape x style grid) whose two colours the seed draws.
+
+    ``shapes`` / ``colours`` restrict the grid (default: all ``SHAPES``, ``FAMILY_COLOURS``).
+    Same seed, same list.
+    """
+    shapes = list(SHAPES) if shapes is None else list(shapes)
+    colours = list(FAMILY_COLOURS) if colours is None else list(colours)
+    for s in shapes:
+        _check_word(s, SHAPES, "shape")
+    for c in colours:
+        _check_word(c, COLOURS, "colour")
+    scenes = [Scene(s, c) for s in shapes for c in colours]
+    if attributes:
+        for s in shapes:
+            for a in ATTRIBUTES:
+                colour = random.Random(f"family:{seed}:{s}:{a}").choice(colours)
+                scenes.append(make_scene(s, colour, a, seed=seed))
+    return scenes
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words of a slug or prompt, aliases resolved, articles dropped, "two-tone" kept."""
+    raw = [w for w in re.split(r"[\s\-_,]+", text.strip().lower()) if w]
+    words, i = [], 0
+    while i < len(raw):
+        if raw[i] == "two" and i + 1 < len(raw) and raw[i + 1] == "tone":
+            words.append("two-tone")
+            i += 2
+            continue
+        w = ALIASES.get(raw[i], raw[i])
+        if w not in ARTICLES:
+            words.append(w)
+        i += 1
+    return words
+
+
+def _vocabulary() -> str:
+    return (f"shapes: {', '.join(SHAPES)}; colours: {', '.join(COLOURS)}; "
+            f"attributes: {', '.join(ATTRIBUTES)}")
+
+
+def _classify(words: list[str], text: str) -> tuple[list[str], list[str], list[str]]:
+    shapes, colours, attributes = [], [], []
+    for w in words:
+        if w in SHAPES:
+            shapes.append(w)
+        elif w in COLOURS:
+            colours.append(w)
+        elif w in ATTRIBUTES:
+            attributes.append(w)
+        else:
+            raise SceneError(f"unknown word {w!r} in {text!r}: not a shape, colour or attribute "
+                             f"({_vocabulary()})")
+    return shapes, colours, attributes
+
+
+def parse_scene(text: str, seed: int = 0) -> Scene:
+    """The scene of a slug ("blue-white-striped-chair") or prompt ("a blue striped chair").
+
+    A pattern prompt may name one colour or two ("a blue and white striped chair"); what it
+    leaves open comes from ``seed`` exactly as in ``scene_family(seed)``, so
+    ``parse_scene(s.slug, seed) == s`` for every scene ``s`` of that family.
+    """
+    shapes, colours, attributes = _classify(_words(text), text)
+    if len(shapes) != 1:
+        raise SceneError(f"{text!r} must name exactly one shape, found "
+                         f"{shapes or 'none'} (shapes: {', '.join(SHAPES)})")
+    if not colours:
+        raise SceneError(f"{text!r} names no colour (colours: {', '.join(COLOURS)})")
+    if len(attributes) > 1 or len(colours) > 2:
+        raise SceneError(f"{text!r} names too many words: at most two colours and one attribute")
+    if len(colours) == 2 and not attributes:
+        raise SceneError(f"{text!r} names two colours but no attribute to combine them "
+                         f"(attributes: {', '.join(ATTRIBUTES)})")
+    return make_scene(shapes[0], colours[0], attributes[0] if attributes else None,
+                      colours[1] if len(colours) == 2 else None, seed=seed)
+
+
+def filter_scenes(scenes: list[Scene], words) -> list[Scene]:
+    """Scenes matching ``words`` (strings, each may hold several words): any of the named
+    shapes, and any of the named colours (first or second), and any of the named attributes."""
+    text = " ".join(words)
+    shapes, colours, attributes = _classify(_words(text), text)
+    return [s for s in scenes
+            if (not shapes or s.shape in shapes)
+            and (not colours or s.colour in colours or s.colour2 in colours)
+            and (not attributes or s.attribute in attributes)]
+
+
+# ---- rendering ---------------------------------------------------------------------------
+
+def _normals(scene: Scene, points: torch.Tensor) -> torch.Tensor:
+    """Unit normals (N, 3): the SDF's gradient by central differences."""
+    n = points.shape[0]
+    offsets = torch.eye(3, dtype=points.dtype, device=points.device) * NORMAL_H        # (3, 3)
+    probes = torch.cat([points[:, None] + offsets, points[:, None] - offsets], 1)       # (N, 6, 3)
+    d = scene.sdf(probes.reshape(-1, 3)).reshape(n, 6)
+    grad = d[:, :3] - d[:, 3:]
+    return grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _trace(scene: Scene, origins: torch.Tensor, dirs: torch.Tensor):
+    """Sphere-trace rays (N, 3) through the bounding sphere: (t (N,), hit (N,))."""
+    near, far, inside = sphere_near_far(origins, dirs, radius=BOUND_RADIUS)
+    t = near.clone()
+    active = inside.clone()
+    for _ in range(MAX_STEPS):
+        idx = active.nonzero().squeeze(-1)
+        if idx.numel() == 0:
+            break
+        d = scene.sdf(origins[idx] + t[idx, None] * dirs[idx])
+        t[idx] = t[idx] + d.clamp_min(0.0)     # inside (d < 0) only from float error: stay put
+        active[idx] = (d >= STEP_EPS) & (t[idx] <= far[idx])
+    points = origins + t[:, None] * dirs
+    hit = inside & (t <= far)
+    idx = hit.nonzero().squeeze(-1)
+    hit[idx] = scene.sdf(points[idx]).abs() < HIT_EPS
+    return t, hit
+
+
+def render_scene(scene: Scene, c2w: torch.Tensor, height: int, width: int, fov_deg: float,
+                 background=(1.0, 1.0, 1.0), chunk: int = 1 << 16) -> dict[str, torch.Tensor]:
+    """Render ``scene`` from cameras ``c2w`` (B, 4, 4) (or one (4, 4)) by sphere tracing.
+
+    Returns rgb (B, H, W, 3) in [0, 1] (``background`` where rays miss), opacity (B, H, W) in
+    {0, 1}, depth (B, H, W) = distance along the (unit) ray to the surface, 0 where rays miss,
+    and normal (B, H, W, 3) (world space, 0 where rays miss).
+    """
+    origins, dirs = get_rays(c2w, height, width, fov_deg)            # (B, H, W, 3)
+    shape = origins.shape[:-1]
+    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    bg = origins.new_tensor(background)
+    light = origins.new_tensor(LIGHT_DIR)
+    rgb, opacity, depth, normal = [], [], [], []
+    for s in range(0, origins.shape[0], chunk):
+        o, d = origins[s:s + chunk], dirs[s:s + chunk]
+        t, hit = _trace(scene, o, d)
+        idx = hit.nonzero().squeeze(-1)
+        p = o[idx] + t[idx, None] * d[idx]
+        n = _normals(scene, p)
+        shade = AMBIENT + DIFFUSE * (n @ light).clamp_min(0.0)                           # (M,)
+        c = bg.expand(o.shape[0], 3).clone()
+        c[idx] = (scene.albedo(p) * shade[:, None]).clamp(0.0, 1.0)
+        nrm = torch.zeros_like(o)
+        nrm[idx] = n
+        rgb.append(c)
+        opacity.append(hit.to(o.dtype))
+        depth.append(torch.where(hit, t, torch.zeros_like(t)))
+        normal.append(nrm)
+    return {"rgb": torch.cat(rgb).reshape(*shape, 3), "opacity": torch.cat(opacity).reshape(shape),
+            "depth": torch.cat(depth).reshape(shape), "normal": torch.cat(normal).reshape(*shape, 3)}
+
+
+def render_views(scene: Scene, n_views: int, size: int, seed: int = 0, *, orbit: bool = False,
+                 elevation: tuple[float, float] = (-10.0, 50.0), radius: float = VIEW_RADIUS,
+                 fov_deg: float | None = None, background=(1.0, 1.0, 1.0)) -> dict[str, torch.Tensor]:
+    """``n_views`` square views of ``size`` pixels from cameras on a sphere looking at the origin.
+
+    Random views (default): azimuth uniform in [0, 360), elevation uniform in ``elevation``,
+    drawn from ``seed`` (training views with one seed, held-out views with another).
+    ``orbit=True``: a turntable, azimuths evenly spaced from 0 at the middle of ``elevation``.
+    Cameras sit at ``radius`` (3) with the vertical field of view that frames the unit bounding
+    sphere with 10% margin (``fov_for_radius(1, 3, 1.1)`` ~ 43 degrees), so every shape is in
+    frame. Returns ``render_scene``'s maps plus c2w (N, 4, 4), elevation, azimuth (N,), fov_deg.
+    """
+    if n_views < 1 or size < 1:
+        raise SceneError(f"render_views needs n_views >= 1 and size >= 1, got {n_views}, {size}")
+    if orbit:
+        az = torch.arange(n_views, dtype=torch.float32) * (360.0 / n_views)
+        el = torch.full((n_views,), 0.5 * (elevation[0] + elevation[1]))
+    else:
+        g = torch.Generator().manual_seed(seed)
+        az = torch.rand(n_views, generator=g) * 360.0
+        el = elevation[0] + torch.rand(n_views, generator=g) * (elevation[1] - elevation[0])
+    fov = fov_for_radius(BOUND_RADIUS, radius, margin=1.1) if fov_deg is None else fov_deg
+    c2w = pose_spherical(el, az, torch.full((n_views,), float(radius)))
+    out = render_scene(scene, c2w, size, size, fov, background=background)
+    out.update(c2w=c2w, elevation=el, azimuth=az, fov_deg=torch.tensor(fov))
+    return out
