@@ -1,0 +1,162 @@
+"""Reconstruction teachers: a NeRF fitted by photometric loss to analytic renders of one scene.
+
+Thesis Ch. 4, Fig. 4.2 Stage 1 (one teacher NeRF per prompt, later distilled into the
+hypernetwork, Sec. 4.3.3) and App. B.1 (the teacher's architecture: hash grid + the 6 x 64 MLP,
+``FieldConfig``). The thesis fits its teachers with score distillation (Eq. 4.1); a
+``reconstruction`` teacher instead fits rendered views of a procedural scene whose every view
+is known exactly (``priorlab.data.scenes``), so its quality is measured as held-out PSNR.
+
+The fit is a pure function of (scene, config): the training views (``n_train_views`` random
+poses from ``seed``), the held-out views (``n_test_views`` poses from another seed), the ray
+batches (a generator seeded from ``seed``) and the initial weights all follow from them.
+
+    cfg = TeacherConfig(steps=300, image_size=32)
+    result = fit_reconstruction(parse_scene("a red sphere"), cfg)
+    result.metrics["eval/psnr"], result.field      # held-out PSNR (dB), the fitted NeRFField
+
+Each step draws ``rays_per_step`` rays uniformly from all training pixels and minimises the
+mean squared error of their rendered colour (``renderer.render_rays``, stratified samples with
+jitter). Adam with Instant-NGP's betas (0.9, 0.99) and eps 1e-15; the hash tables take ``lr``,
+the MLP ``lr * mlp_lr_scale``.
+
+Not here yet (issue 8): the ``sds`` objective, the Ray Train trainable and the teacher farm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from priorlab.data.scenes import Scene, render_views
+from priorlab.methods.configuration import ConfigError
+from priorlab.methods.fields.cameras import get_rays
+from priorlab.methods.fields.config import FieldConfig
+from priorlab.methods.fields.field import NeRFField
+from priorlab.methods.fields.renderer import render_image, render_rays
+
+TEST_SEED_OFFSET = 1_000_003  # held-out poses never coincide with training poses
+
+
+@dataclass
+class TeacherConfig:
+    # --- the recipe the `fields-teacher-recipe` study sweeps ---
+    n_levels: int = 16
+    """Hash-grid levels (``FieldConfig.n_levels``)."""
+    log2_hashmap_size: int = 19
+    """log2 of the entries per hash-grid level."""
+    finest_resolution: int = 2048
+    """Finest hash-grid resolution; 64x64 views rarely need more than ~256."""
+    n_samples: int = 64
+    """Stratified samples per ray."""
+    lr: float = 1e-2
+    """Adam learning rate of the hash tables (Instant-NGP's 1e-2)."""
+    mlp_lr_scale: float = 0.1
+    """The MLP's learning rate relative to ``lr``."""
+    # --- the fit ---
+    steps: int = 2000
+    rays_per_step: int = 1024
+    image_size: int = 64
+    """Square training and held-out views, pixels per side."""
+    n_train_views: int = 32
+    n_test_views: int = 8
+    eval_every: int = 500
+    """Steps between held-out evaluations (and the last step)."""
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("n_levels", "log2_hashmap_size", "finest_resolution", "n_samples", "steps",
+                     "rays_per_step", "image_size", "n_train_views", "n_test_views", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0 or not self.mlp_lr_scale > 0:
+            raise ConfigError(f"lr={self.lr} and mlp_lr_scale={self.mlp_lr_scale} must be > 0")
+
+    def field_config(self) -> FieldConfig:
+        cfg = FieldConfig(n_levels=self.n_levels, log2_hashmap_size=self.log2_hashmap_size,
+                          finest_resolution=self.finest_resolution, n_samples=self.n_samples)
+        cfg.validate()
+        return cfg
+
+
+@dataclass
+class TeacherResult:
+    field: NeRFField
+    metrics: dict[str, float]
+    curve: list[dict[str, float]]
+    """One row per evaluation: step, train/loss, eval/psnr, seconds."""
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio (dB) of images in [0, 1]."""
+    mse = float(torch.mean((pred - target) ** 2))
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def scene_views(scene: Scene, cfg: TeacherConfig, split: str) -> dict[str, torch.Tensor]:
+    """The exact renders a teacher trains on (``train``) or is judged on (``test``)."""
+    if split == "train":
+        return render_views(scene, cfg.n_train_views, cfg.image_size, seed=cfg.seed)
+    if split == "test":
+        return render_views(scene, cfg.n_test_views, cfg.image_size, seed=cfg.seed + TEST_SEED_OFFSET)
+    raise ValueError(f"split={split!r}: choose 'train' or 'test'")
+
+
+@torch.no_grad()
+def evaluate_teacher(field: NeRFField, views: dict[str, torch.Tensor], fcfg: FieldConfig) -> float:
+    """Held-out PSNR (dB) over all pixels of ``views`` (from ``scene_views(..., "test")``)."""
+    field.eval()
+    out = render_image(field, views["c2w"], views["rgb"].shape[1], views["rgb"].shape[2],
+                       views["fov_deg"], fcfg)
+    field.train()
+    return psnr(out["rgb"], views["rgb"])
+
+
+def build_optimizer(field: NeRFField, cfg: TeacherConfig) -> torch.optim.Adam:
+    grid = [p for n, p in field.named_parameters() if n.startswith("grid.")]
+    rest = [p for n, p in field.named_parameters() if not n.startswith("grid.")]
+    groups = [{"params": grid, "lr": cfg.lr}, {"params": rest, "lr": cfg.lr * cfg.mlp_lr_scale}]
+    return torch.optim.Adam([g for g in groups if g["params"]], betas=(0.9, 0.99), eps=1e-15)
+
+
+def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
+                       on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TeacherResult:
+    """Fit a NeRF to ``scene``'s training views for ``cfg.steps`` steps; PSNR on held-out views.
+
+    ``on_eval(step, metrics)`` is called after every evaluation (progress, reports).
+    """
+    cfg.validate()
+    fcfg = cfg.field_config()
+    torch.manual_seed(cfg.seed)
+    field = NeRFField(fcfg)
+    optimizer = build_optimizer(field, cfg)
+    train_views = scene_views(scene, cfg, "train")
+    test_views = scene_views(scene, cfg, "test")
+    origins, dirs = get_rays(train_views["c2w"], cfg.image_size, cfg.image_size, train_views["fov_deg"])
+    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)                 # (V*H*W, 3)
+    colours = train_views["rgb"].reshape(-1, 3)
+    g = torch.Generator().manual_seed(cfg.seed)
+    background = torch.tensor(fcfg.background, dtype=torch.float32)
+    curve: list[dict[str, float]] = []
+    started, losses = time.perf_counter(), []
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(0, origins.shape[0], (cfg.rays_per_step,), generator=g)
+        out = render_rays(field, origins[idx], dirs[idx], fcfg, training=True, generator=g,
+                          background=background)
+        loss = torch.mean((out["rgb"] - colours[idx]) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            row = {"step": float(step), "train/loss": sum(losses) / len(losses),
+                   "eval/psnr": evaluate_teacher(field, test_views, fcfg),
+                   "seconds": time.perf_counter() - started}
+            losses = []
+            curve.append(row)
+            if on_eval is not None:
+                on_eval(step, row)
+    return TeacherResult(field=field, metrics=dict(curve[-1]), curve=curve)
