@@ -123,10 +123,12 @@ def build_optimizer(field: NeRFField, cfg: TeacherConfig) -> torch.optim.Adam:
 
 
 def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
-                       on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TeacherResult:
+                       on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                       stop_at_psnr: float | None = None) -> TeacherResult:
     """Fit a NeRF to ``scene``'s training views for ``cfg.steps`` steps; PSNR on held-out views.
 
     ``on_eval(step, metrics)`` is called after every evaluation (progress, reports).
+    ``stop_at_psnr``: stop at the first evaluation whose held-out PSNR reaches it (dB).
     """
     cfg.validate()
     fcfg = cfg.field_config()
@@ -159,4 +161,6 @@ def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
             curve.append(row)
             if on_eval is not None:
                 on_eval(step, row)
+            if stop_at_psnr is not None and row["eval/psnr"] >= stop_at_psnr:
+                break
     return TeacherResult(field=field, metrics=dict(curve[-1]), curve=curve)
