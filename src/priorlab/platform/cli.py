@@ -8,6 +8,9 @@
     priorlab data download omniglot
     priorlab studies
     priorlab scenes list [--seed S] [--attributes] [--filter WORDS ...]
+    priorlab farm teachers [--scenes WORDS ... | --prompts FILE] [--objective reconstruction]
+                  [--steps N] [--store URI] [--address auto] [key=value ...]
+    priorlab render <store>/<slug> [--views 8] [--out DIR]
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -27,11 +30,13 @@ from priorlab.data.sdf import SceneError
 from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
+from priorlab.methods.fields.store import StoreError
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
 USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, CheckpointError,
-               DownloadError, InvalidFileError, FileExistsError, PackagedSplitError, SceneError)
+               DownloadError, InvalidFileError, FileExistsError, PackagedSplitError, SceneError,
+               StoreError)
 
 # checkpoint method tag -> "module:function" evaluating it (loaded lazily)
 EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
@@ -120,6 +125,34 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--filter", nargs="+", default=None, metavar="WORDS",
                     help="keep scenes matching these shape / colour / attribute words "
                          "(any of each kind named, all kinds named)")
+
+    fa = sub.add_parser("farm", help="fit teacher NeRFs on Ray into a teacher store (docs/fields.md)")
+    fsub = fa.add_subparsers(dest="farm_command", required=True)
+    ft = fsub.add_parser("teachers", help="one teacher per scene or prompt; re-runs skip finished ones")
+    ft.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="teacher recipe fields (TeacherConfig: n_levels=12 lr=0.01 ...)")
+    which = ft.add_mutually_exclusive_group()
+    which.add_argument("--scenes", nargs="+", default=None, metavar="WORDS",
+                       help="scenes of the family matching these words (default: all)")
+    which.add_argument("--prompts", default=None, metavar="FILE", help="one prompt per line")
+    ft.add_argument("--attributes", action="store_true", help="include the shape x attribute scenes")
+    ft.add_argument("--seed", type=int, default=0, help="the scene family's seed")
+    ft.add_argument("--objective", choices=("reconstruction", "sds"), default="reconstruction")
+    ft.add_argument("--steps", type=int, default=None, help="optimisation steps per teacher")
+    ft.add_argument("--store", default="runs/teachers",
+                    help="teacher store: a local path or a pyarrow filesystem URI (s3://...)")
+    ft.add_argument("--address", default=None, help="Ray cluster address ('auto' on a head node)")
+    ft.add_argument("--cpus-per-teacher", type=float, default=1.0)
+    ft.add_argument("--gpu", action="store_true", help="one GPU per teacher")
+    ft.add_argument("--max-retries", type=int, default=2,
+                    help="re-runs of a teacher whose worker died (killed, lost node)")
+    ft.add_argument("--verbose", action="store_true", help="also show Ray's own log lines")
+
+    rd = sub.add_parser("render", help="a teacher's turntable PNGs and a contact sheet beside the ground truth")
+    rd.add_argument("teacher", help="a teacher folder of a store: <store>/<slug>")
+    rd.add_argument("--views", type=int, default=8)
+    rd.add_argument("--size", type=int, default=64)
+    rd.add_argument("--out", default=None, help="output folder (default: runs/renders/<slug>)")
     return parser
 
 
@@ -262,28 +295,65 @@ def cmd_scenes(args) -> int:
     return 0
 
 
+def cmd_farm(args) -> int:
+    from priorlab.platform.farm import run_farm, select_scenes, summary
+
+    scenes = select_scenes(args.scenes, args.prompts, seed=args.seed, attributes=args.attributes)
+    outcome = run_farm(scenes=scenes, objective=args.objective, store_uri=args.store,
+                       overrides=parse_overrides(args.overrides), steps=args.steps,
+                       address=args.address, cpus_per_teacher=args.cpus_per_teacher,
+                       use_gpu=args.gpu, max_retries=args.max_retries, seed=args.seed,
+                       verbose=args.verbose)
+    print(summary(outcome))
+    print(f"index: {args.store.rstrip('/')}/teachers.parquet; look at one with "
+          f"`priorlab render {args.store.rstrip('/')}/<slug>`")
+    return 1 if outcome.failed else 0
+
+
+def cmd_render(args) -> int:
+    from priorlab.data.scenes import parse_scene
+    from priorlab.methods.fields.store import TeacherStore
+    from priorlab.methods.fields.turntable import render_teacher
+
+    folder = args.teacher.rstrip("/")
+    store_uri, _, slug = folder.rpartition("/")
+    field, meta = TeacherStore(store_uri or ".").load(slug)
+    scene = parse_scene(meta["slug"], seed=int(meta.get("scene_seed", 0)))
+    out = Path(args.out) if args.out else Path("runs") / "renders" / slug   # never inside the store
+    made = render_teacher(field, field.cfg, out, n_views=args.views, size=args.size, scene=scene)
+    for key, value in made.items():
+        if key == "psnr":
+            value = " ".join(f"{v:.2f}" for v in value) + " dB (held-out views of the orbit)"
+        elif key == "psnr_mean":
+            value = f"{value:.2f} dB"
+        print(f"{key}: {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options; anything else unknown is an error.
     stray = [e for e in extra if e.startswith("-") or "=" not in e
-             or args.command not in ("sweep", "train")]
+             or args.command not in ("sweep", "train", "farm")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
-               "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes}[args.command]
+               "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
+               "render": cmd_render}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     from priorlab.platform.runtime import RuntimeUnavailable
     from priorlab.platform.sweep import SweepError
+    from priorlab.platform.farm import FarmError
     from priorlab.platform.train import TrainError
 
     try:
         return handler(args)
-    except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError) as err:
+    except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,4 +11,7 @@ Modules:
 - ``field``: ``NeRFField``, grid + γ -> MLP -> density, colour (and optional features).
 - ``renderer``: stratified sampling inside the bounding sphere and alpha compositing.
 - ``views``: DreamFusion-style random cameras and view-dependent prompts.
+- ``teacher``: reconstruction teachers fitted to exact renders of a procedural scene.
+- ``store``: ``TeacherStore``, finished teachers on any pyarrow filesystem (safetensors + meta).
+- ``turntable``: ``render_teacher``, orbit views, a contact sheet beside the ground truth, PSNR.
 """
