@@ -89,7 +89,7 @@ def fit_teacher(slug: str, seed: int, objective: str, recipe: dict[str, Any],
 
     torch.set_num_threads(max(1, threads))
     scene = parse_scene(slug, seed=seed)
-    cfg = config_from_dict(TeacherConfig, recipe)
+    cfg = config_from_dict(TeacherConfig, {**recipe, "scene": scene.slug, "scene_seed": seed})
     started = time.perf_counter()
     result = fit_reconstruction(scene, cfg)
     seconds = time.perf_counter() - started

@@ -15,6 +15,7 @@ STUDIES: dict[str, str] = {
     "hyper-design": "priorlab.search_spaces.hyper_design",
     "hyper-maml": "priorlab.search_spaces.hyper_maml",
     "hyper-rsc": "priorlab.search_spaces.hyper_rsc",
+    "fields-teacher-recipe": "priorlab.search_spaces.fields_teacher_recipe",
 }
 
 

@@ -19,7 +19,9 @@ mean squared error of their rendered colour (``renderer.render_rays``, stratifie
 jitter). Adam with Instant-NGP's betas (0.9, 0.99) and eps 1e-15; the hash tables take ``lr``,
 the MLP ``lr * mlp_lr_scale``.
 
-Not here yet (issue 8): the ``sds`` objective, the Ray Train trainable and the teacher farm.
+``TeacherFit`` holds one fit's state (weights, optimiser, ray generator, step, seconds) so the
+Ray Train trainable (``trainables/fields_teacher.py``) can checkpoint and resume it exactly.
+Not here yet (issue 8): the ``sds`` objective.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ class TeacherConfig:
     """Adam learning rate of the hash tables (Instant-NGP's 1e-2)."""
     mlp_lr_scale: float = 0.1
     """The MLP's learning rate relative to ``lr``."""
+    # --- what is fitted ---
+    scene: str = "a red sphere"
+    """The procedural scene (a prompt or slug of ``data.scenes``) of ``fit_teacher_config``, the
+    trainable and the study; ``fit_reconstruction`` takes a ``Scene`` directly."""
+    scene_seed: int = 0
+    """Seed of the scene family (patterns, second colours)."""
     # --- the fit ---
     steps: int = 2000
     rays_per_step: int = 1024
@@ -66,6 +74,10 @@ class TeacherConfig:
     eval_every: int = 500
     """Steps between held-out evaluations (and the last step)."""
     seed: int = 0
+    max_seconds: float = 0.0
+    """Wall-clock budget of the fit (0: none): the fit stops at the first evaluation after it, so
+    recipes can be compared at equal time (the `fields-teacher-recipe` study). Not exact: the
+    steps done in a budget depend on the machine and its load."""
 
     def validate(self) -> None:
         for name in ("n_levels", "log2_hashmap_size", "finest_resolution", "n_samples", "steps",
@@ -122,6 +134,84 @@ def build_optimizer(field: NeRFField, cfg: TeacherConfig) -> torch.optim.Adam:
     return torch.optim.Adam([g for g in groups if g["params"]], betas=(0.9, 0.99), eps=1e-15)
 
 
+class TeacherFit:
+    """The state of one reconstruction fit, one step at a time (the loop of ``fit_reconstruction``
+    and of the Ray Train trainable, which checkpoints and resumes it exactly)."""
+
+    def __init__(self, scene: Scene, cfg: TeacherConfig):
+        cfg.validate()
+        self.scene, self.cfg, self.fcfg = scene, cfg, cfg.field_config()
+        torch.manual_seed(cfg.seed)
+        self.field = NeRFField(self.fcfg)
+        self.optimizer = build_optimizer(self.field, cfg)
+        train_views = scene_views(scene, cfg, "train")
+        self.test_views = scene_views(scene, cfg, "test")
+        origins, dirs = get_rays(train_views["c2w"], cfg.image_size, cfg.image_size,
+                                 train_views["fov_deg"])
+        self.origins, self.dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)   # (V*H*W, 3)
+        self.colours = train_views["rgb"].reshape(-1, 3)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.background = torch.tensor(self.fcfg.background, dtype=torch.float32)
+        self.step = 0
+        self.seconds = 0.0
+        """Wall seconds spent in ``train_step`` and ``evaluate`` (carried across resumes)."""
+
+    def train_step(self) -> float:
+        started = time.perf_counter()
+        idx = torch.randint(0, self.origins.shape[0], (self.cfg.rays_per_step,), generator=self.generator)
+        out = render_rays(self.field, self.origins[idx], self.dirs[idx], self.fcfg, training=True,
+                          generator=self.generator, background=self.background)
+        loss = torch.mean((out["rgb"] - self.colours[idx]) ** 2)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.seconds += time.perf_counter() - started
+        return float(loss.detach())
+
+    def evaluate(self) -> float:
+        started = time.perf_counter()
+        value = evaluate_teacher(self.field, self.test_views, self.fcfg)
+        self.seconds += time.perf_counter() - started
+        return value
+
+    def out_of_time(self) -> bool:
+        return self.cfg.max_seconds > 0 and self.seconds >= self.cfg.max_seconds
+
+    def train_state(self) -> dict:
+        """What besides the weights and the optimiser a checkpoint needs to resume exactly."""
+        return {"step": self.step, "seconds": self.seconds, "generator": self.generator.get_state()}
+
+    def load_train_state(self, model_state: dict, optimizer_state: dict | None, state: dict) -> None:
+        self.field.load_state_dict(model_state)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        self.step = int(state.get("step", 0))
+        self.seconds = float(state.get("seconds", 0.0))
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+
+
+def run_fit(fit: TeacherFit, *, on_eval: Callable[[int, dict[str, float]], None] | None = None,
+            stop_at_psnr: float | None = None) -> list[dict[str, float]]:
+    """Train ``fit`` from its current step to ``cfg.steps`` (or its time budget), evaluating
+    every ``eval_every`` steps and at the end; returns the evaluation rows."""
+    cfg, curve, losses = fit.cfg, [], []
+    while fit.step < cfg.steps:
+        losses.append(fit.train_step())
+        last = fit.step == cfg.steps or fit.out_of_time()
+        if fit.step % cfg.eval_every == 0 or last:
+            row = {"step": float(fit.step), "train/loss": sum(losses) / len(losses),
+                   "eval/psnr": fit.evaluate(), "seconds": fit.seconds}
+            losses = []
+            curve.append(row)
+            if on_eval is not None:
+                on_eval(fit.step, row)
+            if last or (stop_at_psnr is not None and row["eval/psnr"] >= stop_at_psnr):
+                break
+    return curve
+
+
 def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
                        on_eval: Callable[[int, dict[str, float]], None] | None = None,
                        stop_at_psnr: float | None = None) -> TeacherResult:
@@ -130,37 +220,6 @@ def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
     ``on_eval(step, metrics)`` is called after every evaluation (progress, reports).
     ``stop_at_psnr``: stop at the first evaluation whose held-out PSNR reaches it (dB).
     """
-    cfg.validate()
-    fcfg = cfg.field_config()
-    torch.manual_seed(cfg.seed)
-    field = NeRFField(fcfg)
-    optimizer = build_optimizer(field, cfg)
-    train_views = scene_views(scene, cfg, "train")
-    test_views = scene_views(scene, cfg, "test")
-    origins, dirs = get_rays(train_views["c2w"], cfg.image_size, cfg.image_size, train_views["fov_deg"])
-    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)                 # (V*H*W, 3)
-    colours = train_views["rgb"].reshape(-1, 3)
-    g = torch.Generator().manual_seed(cfg.seed)
-    background = torch.tensor(fcfg.background, dtype=torch.float32)
-    curve: list[dict[str, float]] = []
-    started, losses = time.perf_counter(), []
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(0, origins.shape[0], (cfg.rays_per_step,), generator=g)
-        out = render_rays(field, origins[idx], dirs[idx], fcfg, training=True, generator=g,
-                          background=background)
-        loss = torch.mean((out["rgb"] - colours[idx]) ** 2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            row = {"step": float(step), "train/loss": sum(losses) / len(losses),
-                   "eval/psnr": evaluate_teacher(field, test_views, fcfg),
-                   "seconds": time.perf_counter() - started}
-            losses = []
-            curve.append(row)
-            if on_eval is not None:
-                on_eval(step, row)
-            if stop_at_psnr is not None and row["eval/psnr"] >= stop_at_psnr:
-                break
-    return TeacherResult(field=field, metrics=dict(curve[-1]), curve=curve)
+    fit = TeacherFit(scene, cfg)
+    curve = run_fit(fit, on_eval=on_eval, stop_at_psnr=stop_at_psnr)
+    return TeacherResult(field=fit.field, metrics=dict(curve[-1]), curve=curve)
