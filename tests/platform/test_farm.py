@@ -37,7 +37,9 @@ def test_bad_farm_input_names_the_problem(tmp_path):
     bad.write_text("a red sofa\n")
     with pytest.raises(SceneError, match="sofa"):
         select_scenes(None, str(bad))
-    with pytest.raises(FarmError, match="not built yet"):
+    from priorlab.methods.configuration import ConfigError
+
+    with pytest.raises(ConfigError, match="model_path"):       # sds without local weights
         run_farm(scenes=select_scenes(["torus"], None)[:1], objective="sds",
                  store_uri=str(tmp_path / "s"), overrides={})
     assert not (tmp_path / "s").exists()

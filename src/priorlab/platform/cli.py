@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--attributes", action="store_true", help="include the shape x attribute scenes")
     ft.add_argument("--seed", type=int, default=0, help="the scene family's seed")
     ft.add_argument("--objective", choices=("reconstruction", "sds"), default="reconstruction")
+    ft.add_argument("--sd-model", default="", metavar="PATH",
+                    help="sds: a local Stable Diffusion 1.x/2.x diffusers folder (never downloaded)")
     ft.add_argument("--steps", type=int, default=None, help="optimisation steps per teacher")
     ft.add_argument("--store", default="runs/teachers",
                     help="teacher store: a local path or a pyarrow filesystem URI (s3://...)")
@@ -303,7 +305,7 @@ def cmd_farm(args) -> int:
                        overrides=parse_overrides(args.overrides), steps=args.steps,
                        address=args.address, cpus_per_teacher=args.cpus_per_teacher,
                        use_gpu=args.gpu, max_retries=args.max_retries, seed=args.seed,
-                       verbose=args.verbose)
+                       verbose=args.verbose, sd_model=args.sd_model)
     print(summary(outcome))
     print(f"index: {args.store.rstrip('/')}/teachers.parquet; look at one with "
           f"`priorlab render {args.store.rstrip('/')}/<slug>`")

@@ -80,18 +80,29 @@ def select_scenes(filter_words: list[str] | None, prompts_file: str | None, seed
 
 
 def fit_teacher(slug: str, seed: int, objective: str, recipe: dict[str, Any],
-                store_uri: str, threads: int) -> dict[str, Any]:
-    """Fit one teacher and write it to the store (the body of a farm task; no Ray inside)."""
+                store_uri: str, threads: int, sd_model: str = "",
+                sds_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit one teacher and write it to the store (the body of a farm task; no Ray inside).
+
+    ``reconstruction`` fits the scene's exact renders; ``sds`` distils the scene's prompt from the
+    local Stable Diffusion at ``sd_model`` (held-out PSNR against the scene's renders);
+    ``sds_options``: other ``SDSConfig`` fields (e.g. ``render_size``)."""
     import torch
 
     from priorlab.methods.fields.store import TeacherStore
-    from priorlab.methods.fields.teacher import fit_reconstruction
+    from priorlab.methods.fields.teacher import fit_reconstruction, fit_sds
 
     torch.set_num_threads(max(1, threads))
     scene = parse_scene(slug, seed=seed)
     cfg = config_from_dict(TeacherConfig, {**recipe, "scene": scene.slug, "scene_seed": seed})
     started = time.perf_counter()
-    result = fit_reconstruction(scene, cfg)
+    if objective == "sds":
+        from priorlab.methods.fields.sds import SDSConfig, StableDiffusionGuidance
+
+        guidance = StableDiffusionGuidance(SDSConfig(model_path=sd_model, **(sds_options or {})))
+        result = fit_sds(scene.prompt, cfg, guidance, scene=scene)
+    else:
+        result = fit_reconstruction(scene, cfg)
     seconds = time.perf_counter() - started
     meta = {"prompt": scene.prompt, "slug": scene.slug, "objective": objective,
             "scene_seed": seed, "teacher_config": config_to_dict(cfg),
@@ -104,15 +115,16 @@ def fit_teacher(slug: str, seed: int, objective: str, recipe: dict[str, Any],
 def run_farm(*, scenes: list[Scene], objective: str, store_uri: str, overrides: dict[str, Any],
              steps: int | None = None, address: str | None = None, cpus_per_teacher: float = 1.0,
              use_gpu: bool = False, max_retries: int = 2, seed: int = 0,
-             verbose: bool = False) -> FarmOutcome:
+             verbose: bool = False, sd_model: str = "") -> FarmOutcome:
     """Fit every scene's teacher that the store does not hold yet; see the module docstring."""
     from priorlab.methods.fields.store import TeacherStore
 
     if objective not in OBJECTIVES:
         raise FarmError(f"--objective {objective!r}: choose one of {list(OBJECTIVES)}")
     if objective == "sds":
-        raise FarmError("--objective sds is not built yet (issue 8): the farm fits "
-                        "`reconstruction` teachers of the procedural scenes for now")
+        from priorlab.methods.fields.sds import check_model_path
+
+        check_model_path(sd_model)     # no weights: a ConfigError that says how to provide them
     recipe = {**FARM_RECIPE, **overrides}
     if steps is not None:
         recipe["steps"] = steps
@@ -142,7 +154,8 @@ def run_farm(*, scenes: list[Scene], objective: str, store_uri: str, overrides: 
           f"{cpus_per_teacher:g} CPU{' + 1 GPU' if use_gpu else ''} each, "
           f"{rt.cpus:g} CPUs in the cluster)", flush=True)
     started = time.perf_counter()
-    pending = {task.remote(s.slug, seed, objective, recipe, store_uri, threads): s.slug for s in todo}
+    pending = {task.remote(s.slug, seed, objective, recipe, store_uri, threads, sd_model): s.slug
+               for s in todo}
     with tqdm(total=len(todo), desc="teachers", unit="teacher", dynamic_ncols=True) as bar:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

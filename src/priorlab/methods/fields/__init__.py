@@ -11,7 +11,9 @@ Modules:
 - ``field``: ``NeRFField``, grid + γ -> MLP -> density, colour (and optional features).
 - ``renderer``: stratified sampling inside the bounding sphere and alpha compositing.
 - ``views``: DreamFusion-style random cameras and view-dependent prompts.
-- ``teacher``: reconstruction teachers fitted to exact renders of a procedural scene.
+- ``teacher``: reconstruction teachers fitted to exact renders of a procedural scene, and the
+  SDS loop (``fit_sds``).
+- ``sds``: score distillation (Eq. 4.1) through a local Stable Diffusion (diffusers).
 - ``store``: ``TeacherStore``, finished teachers on any pyarrow filesystem (safetensors + meta).
 - ``turntable``: ``render_teacher``, orbit views, a contact sheet beside the ground truth, PSNR.
 """

@@ -21,7 +21,11 @@ the MLP ``lr * mlp_lr_scale``.
 
 ``TeacherFit`` holds one fit's state (weights, optimiser, ray generator, step, seconds) so the
 Ray Train trainable (``trainables/fields_teacher.py``) can checkpoint and resume it exactly.
-Not here yet (issue 8): the ``sds`` objective.
+
+``fit_sds`` is the thesis' own objective (Eq. 4.1): the same NeRF and optimiser trained by score
+distillation from a prompt through a local Stable Diffusion (``methods/fields/sds.py``), one
+random DreamFusion camera per step at ``image_size``; when the prompt names a procedural scene,
+its evaluations also report held-out PSNR against that scene's exact renders.
 """
 
 from __future__ import annotations
@@ -223,3 +227,40 @@ def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
     fit = TeacherFit(scene, cfg)
     curve = run_fit(fit, on_eval=on_eval, stop_at_psnr=stop_at_psnr)
     return TeacherResult(field=fit.field, metrics=dict(curve[-1]), curve=curve)
+
+
+def fit_sds(prompt: str, cfg: TeacherConfig, guidance, *, scene: Scene | None = None,
+            on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TeacherResult:
+    """Fit a NeRF to ``prompt`` by score distillation (Eq. 4.1) with ``guidance`` (a
+    ``sds.StableDiffusionGuidance``) for ``cfg.steps`` steps. ``scene``: a procedural scene the
+    prompt describes, whose held-out views give ``eval/psnr`` (NaN without one)."""
+    from priorlab.methods.fields.sds import sds_step
+    from priorlab.methods.fields.views import sample_cameras
+
+    cfg.validate()
+    fcfg = cfg.field_config()
+    torch.manual_seed(cfg.seed)
+    field = NeRFField(fcfg)
+    optimizer = build_optimizer(field, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    test_views = scene_views(scene, cfg, "test") if scene is not None else None
+    curve, losses, seconds = [], [], 0.0
+    for step in range(1, cfg.steps + 1):
+        started = time.perf_counter()
+        cameras = sample_cameras(1, generator=generator)
+        losses.append(sds_step(field, fcfg, guidance, cameras, prompt, optimizer,
+                               image_size=cfg.image_size, generator=generator))
+        seconds += time.perf_counter() - started
+        last = step == cfg.steps or (cfg.max_seconds > 0 and seconds >= cfg.max_seconds)
+        if step % cfg.eval_every == 0 or last:
+            psnr_db = (evaluate_teacher(field, test_views, fcfg) if test_views is not None
+                       else float("nan"))
+            row = {"step": float(step), "train/loss": sum(losses) / len(losses),
+                   "eval/psnr": psnr_db, "seconds": seconds}
+            losses = []
+            curve.append(row)
+            if on_eval is not None:
+                on_eval(step, row)
+            if last:
+                break
+    return TeacherResult(field=field, metrics=dict(curve[-1]), curve=curve)
