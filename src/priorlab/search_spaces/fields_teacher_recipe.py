@@ -1,7 +1,7 @@
 """Study `fields-teacher-recipe`: which teacher recipe gives the best held-out PSNR for the time?
 (thesis Ch. 4, Fig. 4.2 Stage 1; App. B.1 hash grid + MLP)
 
-A grid over hash-grid levels x table size x samples per ray, each recipe fitted to a few scenes
+A grid over hash-grid levels x table size x samples per ray x learning rate, each recipe fitted to a few scenes
 of the procedural family (``scene`` is part of the grid) with the same wall-clock budget per
 trial (``max_seconds``; `--max-iters N` sets it, in seconds). The report compares the recipes at
 equal time: ``progress_metric`` is ``seconds``, so each trial's held-out PSNR is read at the
@@ -9,8 +9,8 @@ highest number of seconds every recipe reached, averaged over the scenes (± = s
 The recipe the farm uses (``platform.farm.FARM_RECIPE``) is the one to update from it.
 No early stopping (FIFO): every trial gets its whole budget.
 
-    priorlab sweep fields-teacher-recipe                      # 2 x 2 x 2 recipes x 2 scenes, 60 s each
-    priorlab sweep fields-teacher-recipe --max-iters 120 lr=0.005
+    priorlab sweep fields-teacher-recipe            # 2 x 2 x 2 x 2 recipes x 2 scenes, 60 s each
+    priorlab sweep fields-teacher-recipe --max-iters 120 lr=0.005 n_levels=16   # pin some keys
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
         "n_levels": tune.grid_search([8, 16]),
         "log2_hashmap_size": tune.grid_search([14, 17]),
         "n_samples": tune.grid_search([32, 64]),
+        "lr": tune.grid_search([3e-3, 1e-2]),
         "scene": tune.grid_search(SCENES),
     }
 
 
 STUDY = Study(
     name="fields-teacher-recipe",
-    description="reconstruction teachers: grid levels x table size x samples per ray, equal time",
+    description="reconstruction teachers: grid levels x table size x samples per ray x lr, equal time",
     method="fields-teacher",
     config_cls=TeacherConfig,
     trainable=train_driver_fn,
@@ -47,7 +48,7 @@ STUDY = Study(
     space=space,
     metric="eval/psnr",
     mode="max",
-    group_by=("n_levels", "log2_hashmap_size", "n_samples"),
+    group_by=("n_levels", "log2_hashmap_size", "n_samples", "lr"),
     curve=lambda config: {0.0: "eval/psnr"},
     curve_label="(held-out PSNR, dB, at equal seconds)",
     make_searcher=grid_searcher,
