@@ -74,3 +74,15 @@ def _write_pacs(root, per_class=1, size=(12, 10)):
 def write_pacs():
     """``write_pacs(root, per_class=1, size=(12, 10)) -> root``: a PACS fixture on disk."""
     return _write_pacs
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is fastest (two OpenMP threads on a 2-core machine busy with
+    anything else turn millisecond steps into seconds) and steadier."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -361,6 +361,21 @@ def render_views(scene: Scene, n_views: int, size: int, seed: int = 0, *, orbit:
     """
     if n_views < 1 or size < 1:
         raise SceneError(f"render_views needs n_views >= 1 and size >= 1, got {n_views}, {size}")
+    c2w, el, az = view_cameras(n_views, seed, orbit=orbit, elevation=elevation, radius=radius)
+    fov = fov_for_radius(BOUND_RADIUS, radius, margin=1.1) if fov_deg is None else fov_deg
+    out = render_scene(scene, c2w, size, size, fov, background=background)
+    out.update(c2w=c2w, elevation=el, azimuth=az, fov_deg=torch.tensor(fov))
+    return out
+
+
+def view_cameras(n_views: int, seed: int = 0, *, orbit: bool = False,
+                 elevation: tuple[float, float] = (-10.0, 50.0),
+                 radius: float = VIEW_RADIUS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cameras of ``render_views``: c2w (N, 4, 4), elevation and azimuth (N,) in degrees.
+
+    Random (azimuth uniform in [0, 360), elevation uniform in ``elevation``, from ``seed``), or
+    with ``orbit`` a turntable: azimuths evenly spaced from 0 at the middle of ``elevation``.
+    """
     if orbit:
         az = torch.arange(n_views, dtype=torch.float32) * (360.0 / n_views)
         el = torch.full((n_views,), 0.5 * (elevation[0] + elevation[1]))
@@ -368,8 +383,4 @@ def render_views(scene: Scene, n_views: int, size: int, seed: int = 0, *, orbit:
         g = torch.Generator().manual_seed(seed)
         az = torch.rand(n_views, generator=g) * 360.0
         el = elevation[0] + torch.rand(n_views, generator=g) * (elevation[1] - elevation[0])
-    fov = fov_for_radius(BOUND_RADIUS, radius, margin=1.1) if fov_deg is None else fov_deg
-    c2w = pose_spherical(el, az, torch.full((n_views,), float(radius)))
-    out = render_scene(scene, c2w, size, size, fov, background=background)
-    out.update(c2w=c2w, elevation=el, azimuth=az, fov_deg=torch.tensor(fov))
-    return out
+    return pose_spherical(el, az, torch.full((n_views,), float(radius))), el, az

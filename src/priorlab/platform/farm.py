@@ -100,7 +100,7 @@ def fit_teacher(slug: str, seed: int, objective: str, recipe: dict[str, Any],
         from priorlab.methods.fields.sds import SDSConfig, StableDiffusionGuidance
 
         guidance = StableDiffusionGuidance(SDSConfig(model_path=sd_model, **(sds_options or {})))
-        result = fit_sds(scene.prompt, cfg, guidance, scene=scene)
+        result = fit_sds(scene, cfg, guidance)
     else:
         result = fit_reconstruction(scene, cfg)
     seconds = time.perf_counter() - started
@@ -128,8 +128,8 @@ def run_farm(*, scenes: list[Scene], objective: str, store_uri: str, overrides: 
     recipe = {**FARM_RECIPE, **overrides}
     if steps is not None:
         recipe["steps"] = steps
-    recipe = config_to_dict(config_from_dict(TeacherConfig, recipe))   # unknown keys fail here
-    TeacherConfig(**recipe).validate()
+    # unknown keys and bad values fail here (config_from_dict validates)
+    recipe = config_to_dict(config_from_dict(TeacherConfig, recipe))
     store = TeacherStore(store_uri)
     store.check_writable()                     # an unwritable store fails before any work
     outcome = FarmOutcome(store=store_uri)
@@ -167,9 +167,8 @@ def run_farm(*, scenes: list[Scene], objective: str, store_uri: str, overrides: 
                 bar.set_postfix_str(f"{slug}: {info['psnr']:.1f} dB")
             except Exception as err:  # noqa: BLE001 - every failure is reported, none stops the farm
                 outcome.failed[slug] = _reason(err)
-            store.rebuild_index()
+            store.rebuild_index()          # after every teacher: the index never lags the folders
             bar.update(1)
-    store.rebuild_index()
     outcome.seconds = time.perf_counter() - started
     return outcome
 

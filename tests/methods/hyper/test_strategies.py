@@ -36,16 +36,6 @@ def own_process_group():
         dist.destroy_process_group()  # the single-process group the deepspeed learners made
 
 
-@pytest.fixture
-def one_thread():
-    # The tiny models' steps take milliseconds; two OpenMP threads on a 2-core machine that is
-    # busy with anything else made them take seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(learner, data, epochs):
     return [learner.train_epoch(data) for _ in range(epochs)]
 

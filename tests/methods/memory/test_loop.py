@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from priorlab.data.episodes import OnlineEpisodeSampler
@@ -43,15 +42,6 @@ def batches(source, cfg, start=0):
     while True:
         yield source.sample_batch(range(i * cfg.meta_batch, (i + 1) * cfg.meta_batch))
         i += 1
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one thread is fastest (two threads on a busy 2-core box crawl) and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_mean_ci95():

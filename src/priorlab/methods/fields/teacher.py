@@ -22,10 +22,10 @@ the MLP ``lr * mlp_lr_scale``.
 ``TeacherFit`` holds one fit's state (weights, optimiser, ray generator, step, seconds) so the
 Ray Train trainable (``trainables/fields_teacher.py``) can checkpoint and resume it exactly.
 
-``fit_sds`` is the thesis' own objective (Eq. 4.1): the same NeRF and optimiser trained by score
-distillation from a prompt through a local Stable Diffusion (``methods/fields/sds.py``), one
-random DreamFusion camera per step at ``image_size``; when the prompt names a procedural scene,
-its evaluations also report held-out PSNR against that scene's exact renders.
+``fit_sds`` is the thesis' own objective (Eq. 4.1): the same NeRF, optimiser and loop trained by
+score distillation from a scene's prompt through a local Stable Diffusion
+(``methods/fields/sds.py``), one random DreamFusion camera per step at ``image_size``; its
+evaluations report held-out PSNR against that scene's exact renders.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 
 from priorlab.data.scenes import Scene, render_views
-from priorlab.methods.configuration import ConfigError
+from priorlab.methods.configuration import check_bounds
 from priorlab.methods.fields.cameras import get_rays
 from priorlab.methods.fields.config import FieldConfig
 from priorlab.methods.fields.field import NeRFField
@@ -64,8 +64,8 @@ class TeacherConfig:
     """The MLP's learning rate relative to ``lr``."""
     # --- what is fitted ---
     scene: str = "a red sphere"
-    """The procedural scene (a prompt or slug of ``data.scenes``) of ``fit_teacher_config``, the
-    trainable and the study; ``fit_reconstruction`` takes a ``Scene`` directly."""
+    """The procedural scene (a prompt or slug of ``data.scenes``) of the trainable and the study
+    (the farm sets it per teacher); ``fit_reconstruction`` takes a ``Scene`` directly."""
     scene_seed: int = 0
     """Seed of the scene family (patterns, second colours)."""
     # --- the fit ---
@@ -84,12 +84,10 @@ class TeacherConfig:
     steps done in a budget depend on the machine and its load."""
 
     def validate(self) -> None:
-        for name in ("n_levels", "log2_hashmap_size", "finest_resolution", "n_samples", "steps",
-                     "rays_per_step", "image_size", "n_train_views", "n_test_views", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
-        if not self.lr > 0 or not self.mlp_lr_scale > 0:
-            raise ConfigError(f"lr={self.lr} and mlp_lr_scale={self.mlp_lr_scale} must be > 0")
+        check_bounds(self, at_least_1=("n_levels", "log2_hashmap_size", "finest_resolution",
+                                       "n_samples", "steps", "rays_per_step", "image_size",
+                                       "n_train_views", "n_test_views", "eval_every"),
+                     positive=("lr", "mlp_lr_scale"))
 
     def field_config(self) -> FieldConfig:
         cfg = FieldConfig(n_levels=self.n_levels, log2_hashmap_size=self.log2_hashmap_size,
@@ -139,21 +137,27 @@ def build_optimizer(field: NeRFField, cfg: TeacherConfig) -> torch.optim.Adam:
 
 
 class TeacherFit:
-    """The state of one reconstruction fit, one step at a time (the loop of ``fit_reconstruction``
-    and of the Ray Train trainable, which checkpoints and resumes it exactly)."""
+    """The state of one teacher fit, one step at a time (the loop of ``fit_reconstruction``,
+    ``fit_sds`` and the Ray Train trainable, which checkpoints and resumes it exactly).
 
-    def __init__(self, scene: Scene, cfg: TeacherConfig):
+    Without ``guidance`` a step is the photometric loss on random training rays; with a
+    ``sds.StableDiffusionGuidance`` it is an SDS step (Eq. 4.1) on the scene's prompt from one
+    random DreamFusion camera. Either way the held-out views of ``scene`` give ``evaluate``.
+    """
+
+    def __init__(self, scene: Scene, cfg: TeacherConfig, guidance=None):
         cfg.validate()
-        self.scene, self.cfg, self.fcfg = scene, cfg, cfg.field_config()
+        self.scene, self.cfg, self.fcfg, self.guidance = scene, cfg, cfg.field_config(), guidance
         torch.manual_seed(cfg.seed)
         self.field = NeRFField(self.fcfg)
         self.optimizer = build_optimizer(self.field, cfg)
-        train_views = scene_views(scene, cfg, "train")
         self.test_views = scene_views(scene, cfg, "test")
-        origins, dirs = get_rays(train_views["c2w"], cfg.image_size, cfg.image_size,
-                                 train_views["fov_deg"])
-        self.origins, self.dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)   # (V*H*W, 3)
-        self.colours = train_views["rgb"].reshape(-1, 3)
+        if guidance is None:
+            train_views = scene_views(scene, cfg, "train")
+            origins, dirs = get_rays(train_views["c2w"], cfg.image_size, cfg.image_size,
+                                     train_views["fov_deg"])
+            self.origins, self.dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)  # (V*H*W, 3)
+            self.colours = train_views["rgb"].reshape(-1, 3)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.background = torch.tensor(self.fcfg.background, dtype=torch.float32)
         self.step = 0
@@ -162,6 +166,12 @@ class TeacherFit:
 
     def train_step(self) -> float:
         started = time.perf_counter()
+        loss = self._sds_step() if self.guidance is not None else self._photometric_step()
+        self.step += 1
+        self.seconds += time.perf_counter() - started
+        return loss
+
+    def _photometric_step(self) -> float:
         idx = torch.randint(0, self.origins.shape[0], (self.cfg.rays_per_step,), generator=self.generator)
         out = render_rays(self.field, self.origins[idx], self.dirs[idx], self.fcfg, training=True,
                           generator=self.generator, background=self.background)
@@ -169,9 +179,15 @@ class TeacherFit:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.step += 1
-        self.seconds += time.perf_counter() - started
         return float(loss.detach())
+
+    def _sds_step(self) -> float:
+        from priorlab.methods.fields.sds import sds_step
+        from priorlab.methods.fields.views import sample_cameras
+
+        cameras = sample_cameras(1, generator=self.generator)
+        return sds_step(self.field, self.fcfg, self.guidance, cameras, self.scene.prompt,
+                        self.optimizer, image_size=self.cfg.image_size, generator=self.generator)
 
     def evaluate(self) -> float:
         started = time.perf_counter()
@@ -229,38 +245,11 @@ def fit_reconstruction(scene: Scene, cfg: TeacherConfig, *,
     return TeacherResult(field=fit.field, metrics=dict(curve[-1]), curve=curve)
 
 
-def fit_sds(prompt: str, cfg: TeacherConfig, guidance, *, scene: Scene | None = None,
+def fit_sds(scene: Scene, cfg: TeacherConfig, guidance, *,
             on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TeacherResult:
-    """Fit a NeRF to ``prompt`` by score distillation (Eq. 4.1) with ``guidance`` (a
-    ``sds.StableDiffusionGuidance``) for ``cfg.steps`` steps. ``scene``: a procedural scene the
-    prompt describes, whose held-out views give ``eval/psnr`` (NaN without one)."""
-    from priorlab.methods.fields.sds import sds_step
-    from priorlab.methods.fields.views import sample_cameras
-
-    cfg.validate()
-    fcfg = cfg.field_config()
-    torch.manual_seed(cfg.seed)
-    field = NeRFField(fcfg)
-    optimizer = build_optimizer(field, cfg)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    test_views = scene_views(scene, cfg, "test") if scene is not None else None
-    curve, losses, seconds = [], [], 0.0
-    for step in range(1, cfg.steps + 1):
-        started = time.perf_counter()
-        cameras = sample_cameras(1, generator=generator)
-        losses.append(sds_step(field, fcfg, guidance, cameras, prompt, optimizer,
-                               image_size=cfg.image_size, generator=generator))
-        seconds += time.perf_counter() - started
-        last = step == cfg.steps or (cfg.max_seconds > 0 and seconds >= cfg.max_seconds)
-        if step % cfg.eval_every == 0 or last:
-            psnr_db = (evaluate_teacher(field, test_views, fcfg) if test_views is not None
-                       else float("nan"))
-            row = {"step": float(step), "train/loss": sum(losses) / len(losses),
-                   "eval/psnr": psnr_db, "seconds": seconds}
-            losses = []
-            curve.append(row)
-            if on_eval is not None:
-                on_eval(step, row)
-            if last:
-                break
-    return TeacherResult(field=field, metrics=dict(curve[-1]), curve=curve)
+    """Fit a NeRF to ``scene``'s prompt by score distillation (Eq. 4.1) with ``guidance`` (a
+    ``sds.StableDiffusionGuidance``) for ``cfg.steps`` steps; ``eval/psnr`` on the scene's
+    held-out views."""
+    fit = TeacherFit(scene, cfg, guidance)
+    curve = run_fit(fit, on_eval=on_eval)
+    return TeacherResult(field=fit.field, metrics=dict(curve[-1]), curve=curve)

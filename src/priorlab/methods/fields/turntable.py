@@ -27,14 +27,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from priorlab.data.scenes import Scene, render_scene
-from priorlab.methods.fields.cameras import fov_for_radius, pose_spherical
+from priorlab.data.scenes import VIEW_FOV_DEG, Scene, render_scene, view_cameras
 from priorlab.methods.fields.config import FieldConfig
 from priorlab.methods.fields.renderer import Field, render_image
 from priorlab.methods.fields.teacher import psnr
-
-RADIUS = 3.0
-FOV_DEG = fov_for_radius(1.0, RADIUS, 1.1)   # the unit bounding sphere with 10% margin
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
@@ -54,13 +50,6 @@ def save_png(rgb: torch.Tensor, path: str | os.PathLike) -> Path:
     return path
 
 
-def orbit_cameras(n_views: int, elevation: float = 20.0) -> torch.Tensor:
-    """Camera-to-world matrices (n_views, 4, 4): azimuths 0, 360/n, ... at one elevation."""
-    az = torch.arange(n_views, dtype=torch.float32) * (360.0 / n_views)
-    return pose_spherical(torch.full((n_views,), float(elevation)), az,
-                          torch.full((n_views,), RADIUS))
-
-
 @torch.no_grad()
 def render_teacher(field: Field, field_cfg: FieldConfig, out_dir: str | os.PathLike, *,
                    n_views: int = 8, size: int = 64, scene: Scene | None = None,
@@ -73,12 +62,12 @@ def render_teacher(field: Field, field_cfg: FieldConfig, out_dir: str | os.PathL
     if n_views < 1 or size < 1:
         raise ValueError(f"render_teacher needs n_views >= 1 and size >= 1, got {n_views}, {size}")
     out_dir = Path(out_dir)
-    c2w = orbit_cameras(n_views, elevation)
+    c2w, _, _ = view_cameras(n_views, orbit=True, elevation=(elevation, elevation))
     was_training = getattr(field, "training", None)
     if was_training:
         field.eval()
     try:
-        views = render_image(field, c2w, size, size, FOV_DEG, field_cfg)["rgb"].float()  # (N, H, W, 3)
+        views = render_image(field, c2w, size, size, VIEW_FOV_DEG, field_cfg)["rgb"].float()  # (N, H, W, 3)
     finally:
         if was_training:
             field.train()
@@ -87,7 +76,7 @@ def render_teacher(field: Field, field_cfg: FieldConfig, out_dir: str | os.PathL
         written[f"view_{i:02d}"] = save_png(views[i], out_dir / f"view_{i:02d}.png")
     rows = [views]
     if scene is not None:
-        truth = render_scene(scene, c2w, size, size, FOV_DEG,
+        truth = render_scene(scene, c2w, size, size, VIEW_FOV_DEG,
                              background=tuple(field_cfg.background))["rgb"]            # (N, H, W, 3)
         rows.append(truth)
         scores = [psnr(views[i], truth[i]) for i in range(n_views)]
