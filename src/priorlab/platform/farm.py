@@ -39,8 +39,8 @@ OBJECTIVES = ("reconstruction", "sds")
 # The recipe teachers use unless overridden: benchmarks/fields_teacher.py's reduced grid
 # for 64x64 views (RESULTS.md, issue 8 benchmark 2).
 FARM_RECIPE = dict(image_size=64, n_levels=12, log2_hashmap_size=15, finest_resolution=256,
-                   n_samples=48, rays_per_step=1024, n_train_views=32, n_test_views=4,
-                   eval_every=100, steps=400)
+                   n_samples=96, rays_per_step=1024, n_train_views=32, n_test_views=4,
+                   occupancy_resolution=32, eval_every=50, steps=800, stop_at_psnr=25.0)
 
 
 class FarmError(ValueError):

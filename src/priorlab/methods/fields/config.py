@@ -94,6 +94,11 @@ class FieldConfig:
     """Closest a sample may lie in front of the camera (the repo's --min_near)."""
     chunk: int = 4096
     """Rays rendered per field call by ``render_image`` (the repo's --max_ray_batch)."""
+    occupancy_resolution: int = 0
+    """Cells per side of an occupancy grid over the cube [-bound, bound]^3 (Instant-NGP's
+    empty-space skipping, the repo's --cuda_ray; ``occupancy.py``); 0 = none. The field gives
+    zero density in cells marked empty, so the renderer may skip their samples exactly. The
+    fit that trains the field keeps the grid up to date (``TeacherConfig.occupancy_every``)."""
 
     @property
     def table_size(self) -> int:
@@ -131,7 +136,7 @@ class FieldConfig:
                                        "finest_resolution", "n_layers", "hidden", "n_samples",
                                        "chunk"),
                      non_negative=("n_frequencies", "skip_every", "feature_dim", "density_blob",
-                                   "min_near"),
+                                   "min_near", "occupancy_resolution"),
                      positive=("bound", "density_blob_std"))
         if not 1 <= self.log2_hashmap_size <= 30:
             raise ConfigError(f"log2_hashmap_size={self.log2_hashmap_size} must be in 1..30 "

@@ -25,9 +25,13 @@ analytic test field). ``render_image`` calls it on ``cfg.chunk`` rays at a time;
 call only for fields whose outputs do not depend on the batch, which the dynamic hypernetwork
 of Eq. 4.4-4.5 (weights from batch means) is not: render such fields in one chunk.
 
-Not built: an occupancy grid (Instant-NGP / the repo's --cuda_ray) or proposal sampling. Both
-skip empty space; whether either pays for itself at 64x64 renders with 64 samples per ray has
-to be measured before one is added.
+Empty-space skipping: ``occupancy`` (an (R, R, R) bool grid over [-bound, bound]^3, the
+``occupancy`` buffer of a ``NeRFField`` with ``occupancy_resolution > 0``; ``occupancy.py``) makes
+``render_rays`` call the field only on the samples in occupied cells and give the others σ = 0.
+For a field that itself gives σ = 0 in empty cells (a NeRFField with that grid) the result is
+exactly the same as without skipping; ``benchmarks/fields_teacher.py --occupancy`` measures what
+it saves. Proposal sampling (Mip-NeRF 360) is not built: the occupancy grid was measured first
+and is what the teachers use.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch
 
 from priorlab.methods.fields.cameras import get_rays, sphere_near_far
 from priorlab.methods.fields.config import FieldConfig
+from priorlab.methods.fields.occupancy import occupied
 
 Field = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 
@@ -69,18 +74,28 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, deltas: t
 
 def render_rays(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: FieldConfig, *,
                 training: bool = False, generator: torch.Generator | None = None,
-                background: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                background: torch.Tensor | None = None,
+                occupancy: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Render rays (R, 3) (unit ``dirs``) in one field call.
 
     Returns "rgb" (R, 3), "opacity" (R,), "depth" (R,), "weights" (R, S), "t" (R, S), and
     "features" (R, F) when the field gives features (composited like colour, no background).
     ``background`` overrides ``cfg.background`` ((3,) or one colour per ray (R, 3)).
+    ``occupancy`` (R', R', R') bool: call the field only on samples in occupied cells.
     """
     near, far, _ = sphere_near_far(origins, dirs, radius=cfg.bound, min_near=cfg.min_near)  # (R,)
     t, deltas = stratified_samples(near, far, cfg.n_samples, cfg.perturb and training, generator)
-    points = origins[:, None, :] + t[..., None] * dirs[:, None, :]             # (R, S, 3)
-    out = field(points.reshape(-1, 3))
+    points = (origins[:, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)  # (R * S, 3)
     r, s = t.shape
+    if occupancy is None:
+        out = field(points)
+    else:
+        keep = occupied(points, occupancy, cfg.bound).nonzero().squeeze(-1)      # (K,)
+        got = field(points[keep])
+        out = {}
+        for key, value in got.items():              # σ = 0 (and zeros elsewhere) in empty cells
+            full = value.new_zeros((points.shape[0], *value.shape[1:]))
+            out[key] = full.index_copy(0, keep, value)
     sigma = out["sigma"].reshape(r, s)
     rgb = out["rgb"].reshape(r, s, 3)
     if background is None:
@@ -93,10 +108,38 @@ def render_rays(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: Fi
     return result
 
 
+def render_batch(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: FieldConfig, *,
+                 training: bool = False, generator: torch.Generator | None = None,
+                 background: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Render B scenes' rays (B, R, 3) in one field call on points (B, R * S, 3).
+
+    For fields that take a batch of scenes, e.g. ``HyperFields.forward`` bound to B conditioning
+    tokens (each scene gets its own generated MLP and its own batch means, Eq. 4.4). Outputs
+    are ``render_rays``'s with a leading B: "rgb" (B, R, 3), "opacity" (B, R), ...
+    """
+    b, r = origins.shape[:2]
+    flat_o, flat_d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    near, far, _ = sphere_near_far(flat_o, flat_d, radius=cfg.bound, min_near=cfg.min_near)
+    t, deltas = stratified_samples(near, far, cfg.n_samples, cfg.perturb and training, generator)
+    s = t.shape[1]
+    points = flat_o[:, None, :] + t[..., None] * flat_d[:, None, :]           # (B * R, S, 3)
+    out = field(points.reshape(b, r * s, 3))
+    rgb = out["rgb"].reshape(b * r, s, 3)
+    if background is None:
+        background = torch.tensor(cfg.background, dtype=rgb.dtype, device=rgb.device)
+    result = composite(out["sigma"].reshape(b * r, s), rgb, t, deltas, background.to(rgb))
+    result["t"] = t
+    if "features" in out:
+        feats = out["features"].reshape(b * r, s, -1)
+        result["features"] = (result["weights"][..., None] * feats).sum(-2)
+    return {k: v.reshape(b, r, *v.shape[1:]) for k, v in result.items()}
+
+
 def render_image(field: Field, c2w: torch.Tensor, height: int, width: int,
                  fov_deg: float | torch.Tensor, cfg: FieldConfig, *, training: bool = False,
                  generator: torch.Generator | None = None, background: torch.Tensor | None = None,
-                 chunk: int | None = None) -> dict[str, torch.Tensor]:
+                 chunk: int | None = None, occupancy: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
     """Render cameras ``c2w`` (B, 4, 4) in chunks of ``chunk`` (default ``cfg.chunk``) rays.
 
     Every output of ``render_rays`` comes back as (B, H, W, ...), e.g. "rgb" (B, H, W, 3).
@@ -107,7 +150,7 @@ def render_image(field: Field, c2w: torch.Tensor, height: int, width: int,
     origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
     chunk = chunk or cfg.chunk
     parts = [render_rays(field, origins[i:i + chunk], dirs[i:i + chunk], cfg, training=training,
-                         generator=generator, background=background)
+                         generator=generator, background=background, occupancy=occupancy)
              for i in range(0, origins.shape[0], chunk)]
     return {k: torch.cat([p[k] for p in parts]).reshape(*lead, *parts[0][k].shape[1:])
             for k in parts[0]}

@@ -16,7 +16,8 @@ batches (a generator seeded from ``seed``) and the initial weights all follow fr
 
 Each step draws ``rays_per_step`` rays uniformly from all training pixels and minimises the
 mean squared error of their rendered colour (``renderer.render_rays``, stratified samples with
-jitter). Adam with Instant-NGP's betas (0.9, 0.99) and eps 1e-15; the hash tables take ``lr``,
+jitter; with ``occupancy_resolution`` > 0 only the samples in cells of the field's occupancy
+grid are evaluated, the grid re-measured every ``occupancy_every`` steps). Adam with Instant-NGP's betas (0.9, 0.99) and eps 1e-15; the hash tables take ``lr``,
 the MLP ``lr * mlp_lr_scale``.
 
 ``TeacherFit`` holds one fit's state (weights, optimiser, ray generator, step, seconds) so the
@@ -38,10 +39,11 @@ from typing import Callable
 import torch
 
 from priorlab.data.scenes import Scene, render_views
-from priorlab.methods.configuration import check_bounds
+from priorlab.methods.configuration import ConfigError, check_bounds
 from priorlab.methods.fields.cameras import get_rays
 from priorlab.methods.fields.config import FieldConfig
 from priorlab.methods.fields.field import NeRFField
+from priorlab.methods.fields.occupancy import update_occupancy
 from priorlab.methods.fields.renderer import render_image, render_rays
 
 TEST_SEED_OFFSET = 1_000_003  # held-out poses never coincide with training poses
@@ -62,6 +64,17 @@ class TeacherConfig:
     """Adam learning rate of the hash tables (Instant-NGP's 1e-2)."""
     mlp_lr_scale: float = 0.1
     """The MLP's learning rate relative to ``lr``."""
+    occupancy_resolution: int = 0
+    """Cells per side of the field's occupancy grid (empty-space skipping, ``occupancy.py``);
+    0 = none, every sample is evaluated."""
+    occupancy_every: int = 8
+    """Steps between occupancy-grid updates."""
+    occupancy_decay: float = 0.8
+    """Per update, the remembered density of a cell is multiplied by this before the new
+    measurement is maxed in (lower: empty space is culled sooner)."""
+    occupancy_alpha: float = 0.01
+    """A cell is empty when its density gives a sample of mean spacing less than this opacity
+    (or is below the mean density of all cells)."""
     # --- what is fitted ---
     scene: str = "a red sphere"
     """The procedural scene (a prompt or slug of ``data.scenes``) of the trainable and the study
@@ -78,6 +91,9 @@ class TeacherConfig:
     eval_every: int = 500
     """Steps between held-out evaluations (and the last step)."""
     seed: int = 0
+    stop_at_psnr: float = 0.0
+    """Stop at the first evaluation whose held-out PSNR (dB) reaches this (0: never); the farm
+    stops its teachers once they are good enough."""
     max_seconds: float = 0.0
     """Wall-clock budget of the fit (0: none): the fit stops at the first evaluation after it, so
     recipes can be compared at equal time (the `fields-teacher-recipe` study). Not exact: the
@@ -86,12 +102,18 @@ class TeacherConfig:
     def validate(self) -> None:
         check_bounds(self, at_least_1=("n_levels", "log2_hashmap_size", "finest_resolution",
                                        "n_samples", "steps", "rays_per_step", "image_size",
-                                       "n_train_views", "n_test_views", "eval_every"),
-                     positive=("lr", "mlp_lr_scale"))
+                                       "n_train_views", "n_test_views", "eval_every",
+                                       "occupancy_every"),
+                     positive=("lr", "mlp_lr_scale", "occupancy_alpha"),
+                     non_negative=("occupancy_resolution", "occupancy_decay", "stop_at_psnr"))
+        if self.occupancy_decay >= 1.0 or self.occupancy_alpha >= 1.0:
+            raise ConfigError(f"occupancy_decay={self.occupancy_decay} and occupancy_alpha="
+                              f"{self.occupancy_alpha} must be below 1 (e.g. 0.8 and 0.01)")
 
     def field_config(self) -> FieldConfig:
         cfg = FieldConfig(n_levels=self.n_levels, log2_hashmap_size=self.log2_hashmap_size,
-                          finest_resolution=self.finest_resolution, n_samples=self.n_samples)
+                          finest_resolution=self.finest_resolution, n_samples=self.n_samples,
+                          occupancy_resolution=self.occupancy_resolution)
         cfg.validate()
         return cfg
 
@@ -124,7 +146,7 @@ def evaluate_teacher(field: NeRFField, views: dict[str, torch.Tensor], fcfg: Fie
     """Held-out PSNR (dB) over all pixels of ``views`` (from ``scene_views(..., "test")``)."""
     field.eval()
     out = render_image(field, views["c2w"], views["rgb"].shape[1], views["rgb"].shape[2],
-                       views["fov_deg"], fcfg)
+                       views["fov_deg"], fcfg, occupancy=field.occupancy)
     field.train()
     return psnr(out["rgb"], views["rgb"])
 
@@ -145,11 +167,16 @@ class TeacherFit:
     random DreamFusion camera. Either way the held-out views of ``scene`` give ``evaluate``.
     """
 
-    def __init__(self, scene: Scene, cfg: TeacherConfig, guidance=None):
+    def __init__(self, scene: Scene, cfg: TeacherConfig, guidance=None,
+                 field: NeRFField | None = None):
+        """``field``: start from this NeRF (its own ``FieldConfig`` then replaces the recipe's
+        grid, samples and occupancy keys), e.g. a NeRF HyperFields generated, instead of a
+        fresh one."""
         cfg.validate()
-        self.scene, self.cfg, self.fcfg, self.guidance = scene, cfg, cfg.field_config(), guidance
+        self.scene, self.cfg, self.guidance = scene, cfg, guidance
         torch.manual_seed(cfg.seed)
-        self.field = NeRFField(self.fcfg)
+        self.field = NeRFField(cfg.field_config()) if field is None else field.train()
+        self.fcfg = self.field.cfg
         self.optimizer = build_optimizer(self.field, cfg)
         self.test_views = scene_views(scene, cfg, "test")
         if guidance is None:
@@ -168,13 +195,18 @@ class TeacherFit:
         started = time.perf_counter()
         loss = self._sds_step() if self.guidance is not None else self._photometric_step()
         self.step += 1
+        if self.fcfg.occupancy_resolution and self.step % self.cfg.occupancy_every == 0:
+            update_occupancy(self.field, decay=self.cfg.occupancy_decay,
+                             alpha=self.cfg.occupancy_alpha, n_samples=self.fcfg.n_samples,
+                             generator=self.generator)
         self.seconds += time.perf_counter() - started
         return loss
 
     def _photometric_step(self) -> float:
         idx = torch.randint(0, self.origins.shape[0], (self.cfg.rays_per_step,), generator=self.generator)
         out = render_rays(self.field, self.origins[idx], self.dirs[idx], self.fcfg, training=True,
-                          generator=self.generator, background=self.background)
+                          generator=self.generator, background=self.background,
+                          occupancy=self.field.occupancy)
         loss = torch.mean((out["rgb"] - self.colours[idx]) ** 2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,8 +247,11 @@ class TeacherFit:
 def run_fit(fit: TeacherFit, *, on_eval: Callable[[int, dict[str, float]], None] | None = None,
             stop_at_psnr: float | None = None) -> list[dict[str, float]]:
     """Train ``fit`` from its current step to ``cfg.steps`` (or its time budget), evaluating
-    every ``eval_every`` steps and at the end; returns the evaluation rows."""
+    every ``eval_every`` steps and at the end; returns the evaluation rows. ``stop_at_psnr``
+    (default ``cfg.stop_at_psnr``): stop at the first evaluation that reaches it."""
     cfg, curve, losses = fit.cfg, [], []
+    if stop_at_psnr is None and cfg.stop_at_psnr > 0:
+        stop_at_psnr = cfg.stop_at_psnr
     while fit.step < cfg.steps:
         losses.append(fit.train_step())
         last = fit.step == cfg.steps or fit.out_of_time()
