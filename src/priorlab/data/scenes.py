@@ -18,6 +18,12 @@ torus", "a blue and white striped chair", "an orange cube"). ``scene_family(seed
 open: a pattern's frequency or split height, the second colour when a prompt names only one,
 and the colours of the attribute scenes in the family.
 
+Splits: ``zero_shot_split(seed)`` divides the plain 9 x 8 grid of ``ID_SHAPES`` (Fig. 4.4)
+into 45 seen and 27 unseen scenes, 3 colours held out per shape and balanced over colours, so
+every shape and colour is still seen (Sec. 4.4.1, Table 4.1 retrieves against all 72).
+``ood_scenes(seed)`` gives Sec. 4.4.3's out-of-distribution prompts: ``OOD_SHAPES`` (capsule,
+mug, never in the grid), attributes on grid shapes, and both together.
+
 Rendering is sphere tracing (``render_scene``): rays from ``cameras.get_rays``, starting where
 they enter the unit sphere. Shading is Lambertian under one fixed *world-space* directional
 light plus ambient, ``rgb = albedo * (AMBIENT + DIFFUSE * max(0, n . LIGHT_DIR))``, so a
@@ -39,9 +45,9 @@ import torch
 from priorlab.data.sdf import BOUND_RADIUS, SHAPES, SceneError, shape_sdf
 from priorlab.methods.fields.cameras import fov_for_radius, get_rays, pose_spherical, sphere_near_far
 
-__all__ = ["AMBIENT", "ATTRIBUTES", "COLOURS", "DIFFUSE", "FAMILY_COLOURS", "LIGHT_DIR", "SHAPES",
-           "Scene", "SceneError", "filter_scenes", "parse_scene", "render_scene", "render_views",
-           "scene_family"]
+__all__ = ["AMBIENT", "ATTRIBUTES", "COLOURS", "DIFFUSE", "FAMILY_COLOURS", "ID_SHAPES", "LIGHT_DIR",
+           "OOD_SHAPES", "SHAPES", "Scene", "SceneError", "filter_scenes", "ood_scenes", "parse_scene",
+           "render_scene", "render_views", "scene_family", "zero_shot_split"]
 
 # Linear RGB in [0, 1]. White and black serve as second colours of patterns; the plain grid
 # leaves them out (a white object on the white background has no visible silhouette).
@@ -384,3 +390,72 @@ def view_cameras(n_views: int, seed: int = 0, *, orbit: bool = False,
         az = torch.rand(n_views, generator=g) * 360.0
         el = elevation[0] + torch.rand(n_views, generator=g) * (elevation[1] - elevation[0])
     return pose_spherical(el, az, torch.full((n_views,), float(radius))), el, az
+
+
+# ---- zero-shot split and out-of-distribution sets (Sec. 4.4.1, 4.4.3) ----------------------
+
+# The 9 shapes of Fig. 4.4's in-distribution grid; the other two are never in it (Sec. 4.4.3).
+ID_SHAPES = ("sphere", "cube", "torus", "cylinder", "cone", "chair", "table", "vase", "lamp")
+OOD_SHAPES = ("capsule", "mug")
+OOD_SET_SIZE = 4                    # scenes in each of ood_scenes' sets
+
+
+def zero_shot_split(seed: int = 0, n_held_out: int = 3, shapes=ID_SHAPES,
+                    colours=FAMILY_COLOURS) -> tuple[list[Scene], list[Scene]]:
+    """(seen, unseen) plain scenes of the ``shapes`` x ``colours`` grid (Sec. 4.4.1, Fig. 4.4).
+
+    Every shape holds out exactly ``n_held_out`` colours (defaults: 9 x 8 grid, 3 held out,
+    45 seen / 27 unseen). The seed shuffles the colours and the shapes; the shuffled shapes then
+    take consecutive, wrapping blocks of ``n_held_out`` shuffled colours, so each colour is held
+    out floor or ceil of ``len(shapes) * n_held_out / len(colours)`` times and, as long as that
+    is below ``len(shapes)``, every colour (and, with ``n_held_out < len(colours)``, every
+    shape) is still seen. Both lists keep ``scene_family``'s order. Same seed, same split.
+    """
+    shapes, colours = list(shapes), list(colours)
+    if not shapes or not colours:
+        raise SceneError(f"zero_shot_split needs at least one shape and one colour, got "
+                         f"shapes={shapes}, colours={colours}")
+    if len(set(shapes)) != len(shapes) or len(set(colours)) != len(colours):
+        raise SceneError(f"zero_shot_split: shapes and colours must not repeat, got "
+                         f"shapes={shapes}, colours={colours}")
+    if not 0 <= n_held_out < len(colours):
+        raise SceneError(f"n_held_out must be in [0, {len(colours)}) so that every shape keeps a "
+                         f"seen colour ({len(colours)} colours), got {n_held_out}")
+    most = -(-len(shapes) * n_held_out // len(colours))          # ceil: a colour's most hold-outs
+    if most >= len(shapes):
+        raise SceneError(f"holding out {n_held_out} of {len(colours)} colours for each of "
+                         f"{len(shapes)} shapes leaves some colour never seen; hold out fewer "
+                         f"colours or use more shapes")
+    family = scene_family(seed, shapes=shapes, colours=colours)  # also checks the words
+    rng = random.Random(f"zero-shot:{seed}")
+    order = rng.sample(colours, len(colours))
+    held = {}
+    for i, shape in enumerate(rng.sample(shapes, len(shapes))):
+        held[shape] = {order[(i * n_held_out + j) % len(order)] for j in range(n_held_out)}
+    seen = [s for s in family if s.colour not in held[s.shape]]
+    unseen = [s for s in family if s.colour in held[s.shape]]
+    return seen, unseen
+
+
+def ood_scenes(seed: int = 0) -> dict[str, list[Scene]]:
+    """Out-of-distribution scenes for Sec. 4.4.3 (Fig. 4.8), ``OOD_SET_SIZE`` (4) in each set:
+
+    - ``unseen_shape``: ``OOD_SHAPES`` in plain ``FAMILY_COLOURS`` (each shape in distinct colours);
+    - ``unseen_attribute``: ``ID_SHAPES`` with an attribute: one scene per attribute, each on a
+      different shape;
+    - ``both``: ``OOD_SHAPES`` with attributes, one scene per attribute, shapes alternating.
+
+    The seed picks the shapes and colours, and ``make_scene(..., seed=seed)`` the pattern
+    (second colour, frequency, split) as everywhere in this module. Same seed, same sets.
+    """
+    rng = random.Random(f"ood:{seed}")
+    n_per_shape = -(-OOD_SET_SIZE // len(OOD_SHAPES))
+    unseen_shape = [Scene(s, c) for s in OOD_SHAPES
+                    for c in rng.sample(FAMILY_COLOURS, n_per_shape)][:OOD_SET_SIZE]
+    attributes = list(ATTRIBUTES)[:OOD_SET_SIZE]
+    unseen_attribute = [make_scene(s, rng.choice(FAMILY_COLOURS), a, seed=seed)
+                        for s, a in zip(rng.sample(ID_SHAPES, len(attributes)), attributes)]
+    first = rng.randrange(len(OOD_SHAPES))
+    both = [make_scene(OOD_SHAPES[(first + i) % len(OOD_SHAPES)], rng.choice(FAMILY_COLOURS), a,
+                       seed=seed) for i, a in enumerate(attributes)]
+    return {"unseen_shape": unseen_shape, "unseen_attribute": unseen_attribute, "both": both}

@@ -11,6 +11,8 @@
     priorlab farm teachers [--scenes WORDS ... | --prompts FILE] [--objective reconstruction]
                   [--steps N] [--store URI] [--address auto] [key=value ...]
     priorlab render <store>/<slug> [--views 8] [--out DIR]
+    priorlab generate "a red torus" --checkpoint CKPT [--views 8] [--size 64] [--out DIR]
+    priorlab finetune "a red capsule" --checkpoint CKPT [--target-psnr 25] [--compare]
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -155,6 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--views", type=int, default=8)
     rd.add_argument("--size", type=int, default=64)
     rd.add_argument("--out", default=None, help="output folder (default: runs/renders/<slug>)")
+
+    ge = sub.add_parser("generate", help="a NeRF from a prompt in one forward pass of a HyperFields "
+                                         "checkpoint: weights, turntable PNGs (docs/fields.md)")
+    ge.add_argument("prompt", help='e.g. "a red torus" (words the family never saw still generate)')
+    ge.add_argument("--checkpoint", required=True,
+                    help="a fields-hyper checkpoint folder (runs/train/<name>/checkpoints/checkpoint_...)")
+    ge.add_argument("--views", type=int, default=8)
+    ge.add_argument("--size", type=int, default=64)
+    ge.add_argument("--out", default=None, help="output folder (default: runs/generated/<prompt slug>)")
+
+    fi = sub.add_parser("finetune", help="fine-tune HyperFields to an out-of-distribution scene of the "
+                                         "family until a target PSNR; writes what generate writes")
+    fi.add_argument("prompt", help='a scene of the family, e.g. "a red capsule" (priorlab scenes list)')
+    fi.add_argument("--checkpoint", required=True, help="a fields-hyper checkpoint folder")
+    fi.add_argument("--target-psnr", type=float, default=25.0)
+    fi.add_argument("--max-steps", type=int, default=2000)
+    fi.add_argument("--compare", action="store_true",
+                    help="also fit (S) a NeRF from scratch and (P) from the zero-shot NeRF (Sec. 4.4.3)")
+    fi.add_argument("--views", type=int, default=8)
+    fi.add_argument("--size", type=int, default=64)
+    fi.add_argument("--out", default=None, help="output folder (default: runs/finetuned/<slug>)")
     return parser
 
 
@@ -332,6 +355,95 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    import re
+    import time
+
+    from priorlab.data.scenes import VIEW_FOV_DEG, parse_scene, view_cameras
+    from priorlab.methods.fields.generate import GenerateError, generate_nerf, load_hyperfields
+    from priorlab.methods.fields.store import TeacherStore
+    from priorlab.methods.fields.turntable import render_teacher
+
+    if args.views < 1 or args.size < 1:
+        raise GenerateError(f"--views {args.views} and --size {args.size} must be >= 1")
+    model, cfg, encoder = load_hyperfields(args.checkpoint)
+    slug = re.sub(r"[^a-z0-9]+", "-", args.prompt.lower()).strip("-") or "scene"
+    out = Path(args.out) if args.out else Path("runs") / "generated" / slug
+    c2w, _, _ = view_cameras(args.views, orbit=True, elevation=(20.0, 20.0))  # the turntable's
+    started = time.perf_counter()
+    field = generate_nerf(model, encoder, args.prompt, c2w, args.size, VIEW_FOV_DEG)
+    seconds = time.perf_counter() - started
+    try:
+        scene = parse_scene(args.prompt)     # ground truth beside it when the family has the scene
+    except SceneError:
+        scene = None
+    made = render_teacher(field, field.cfg, out, n_views=args.views, size=args.size, scene=scene)
+    TeacherStore(out.parent).save(out.name, field, {
+        "prompt": args.prompt.strip(), "objective": "hyperfields", "teacher_config": cfg,
+        "steps": 0, "seconds": seconds, "psnr": made.get("psnr_mean"),
+        "checkpoint": str(Path(args.checkpoint).resolve()), "text_encoder": encoder.name})
+    print(f"generated in {seconds:.2f} s (one forward pass of the hypernetwork)")
+    print(f"weights:       {out / 'model.safetensors'} (a NeRFField; `priorlab render {out}`)")
+    print(f"contact sheet: {made['contact_sheet']}")
+    if scene is not None:
+        print(f"PSNR vs the exact views of {scene.slug}: {made['psnr_mean']:.2f} dB")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from priorlab.data.scenes import parse_scene
+    from priorlab.methods.fields.finetune import FinetuneConfig, compare_finetuning, finetune_hyperfields
+    from priorlab.methods.fields.generate import GenerateError, load_hyperfields
+    from priorlab.methods.fields.store import TeacherStore
+    from priorlab.methods.fields.turntable import render_teacher
+
+    try:
+        scene = parse_scene(args.prompt)
+    except SceneError as err:
+        raise GenerateError(f"{err}. Fine-tuning fits the exact views of a scene of the family "
+                            "(`priorlab scenes list --attributes`); fine-tuning an arbitrary prompt "
+                            "needs score distillation, which is not wired for HyperFields yet") from None
+    model, _cfg, encoder = load_hyperfields(args.checkpoint)
+    cfg = FinetuneConfig(target_psnr=args.target_psnr, max_steps=args.max_steps)
+    out = Path(args.out) if args.out else Path("runs") / "finetuned" / scene.slug
+    bar = tqdm(total=args.max_steps, desc=f"finetune {scene.slug}", unit="step")
+
+    def progress(step, row):
+        bar.n = step
+        bar.set_postfix_str(f"{row['eval/psnr']:.2f} dB")
+        bar.refresh()
+
+    curve, field = finetune_hyperfields(model, encoder, scene, cfg, on_eval=progress)
+    bar.close()
+    last = curve[-1]
+    reached = last["eval/psnr"] >= cfg.target_psnr
+    made = render_teacher(field, field.cfg, out, n_views=args.views, size=args.size, scene=scene)
+    TeacherStore(out.parent).save(out.name, field, {
+        "prompt": scene.prompt, "objective": "hyperfields-finetune", "teacher_config": cfg,
+        "steps": int(last["step"]), "seconds": last["seconds"], "psnr": last["eval/psnr"],
+        "curve": curve, "checkpoint": str(Path(args.checkpoint).resolve())})
+    print(f"{'reached' if reached else 'did NOT reach'} {cfg.target_psnr} dB: "
+          f"{last['eval/psnr']:.2f} dB held-out after {int(last['step'])} steps, {last['seconds']:.1f} s "
+          f"(zero-shot start: {curve[0]['eval/psnr']:.2f} dB)")
+    print(f"weights: {out / 'model.safetensors'}   contact sheet: {made['contact_sheet']}")
+    if args.compare:
+        rows = compare_finetuning(model, encoder, scene, cfg, arms=("scratch", "pretrained"))
+        rows.insert(0, {"arm": "hyperfields", "reached": reached,
+                        "steps": int(last["step"]) if reached else None,
+                        "seconds": last["seconds"] if reached else None,
+                        "start_psnr": curve[0]["eval/psnr"], "end_psnr": last["eval/psnr"]})
+        for r in rows:
+            took = (f"{r['steps']} steps, {r['seconds']:.1f} s" if r["reached"]
+                    else f"not reached in {cfg.max_steps} steps")
+            print(f"  {r['arm']:<12} start {r['start_psnr']:.2f} dB, end {r['end_psnr']:.2f} dB: {took}")
+        (out / "compare.json").write_text(json.dumps(rows, indent=2, default=float))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -344,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
-               "render": cmd_render}[args.command]
+               "render": cmd_render, "generate": cmd_generate,
+               "finetune": cmd_finetune}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
@@ -352,10 +465,13 @@ def main(argv: list[str] | None = None) -> int:
     from priorlab.platform.sweep import SweepError
     from priorlab.platform.farm import FarmError
     from priorlab.platform.train import TrainError
+    from priorlab.methods.fields.generate import GenerateError
+    from priorlab.methods.fields.text import TextEncoderError
 
     try:
         return handler(args)
-    except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError) as err:
+    except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
+            TextEncoderError) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 

@@ -16,6 +16,8 @@ STUDIES: dict[str, str] = {
     "hyper-maml": "priorlab.search_spaces.hyper_maml",
     "hyper-rsc": "priorlab.search_spaces.hyper_rsc",
     "fields-teacher-recipe": "priorlab.search_spaces.fields_teacher_recipe",
+    "fields-dynamic": "priorlab.search_spaces.fields_dynamic",
+    "fields-distillation": "priorlab.search_spaces.fields_distillation",
 }
 
 

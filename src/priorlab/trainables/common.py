@@ -139,6 +139,30 @@ def restore_from_train_checkpoint(method: str):
         return load_checkpoint(d, method=method)
 
 
+def resume_fit(fit, method: str) -> int:
+    """Load the latest checkpoint (if any) into ``fit``, an object with ``load_train_state(model,
+    optimizer, state)`` and ``step`` (a teacher or HyperFields fit); returns the step it starts at."""
+    restored = restore_from_train_checkpoint(method)
+    if restored is not None:
+        state = restored.train_state or {}
+        fit.load_train_state(restored.model_state, state.get("optimizer"), state)
+        print(f"[priorlab] resumed at step {fit.step}")
+    return fit.step
+
+
+def fit_saver(method: str, fit, cfg, model):
+    """``save(folder, metrics=None)`` for ``report_with_checkpoint``: ``model``'s weights,
+    ``fit.optimizer``, ``fit.train_state()`` and the config, at ``fit.step``."""
+    from priorlab.methods.checkpoint import save_checkpoint
+    from priorlab.methods.configuration import config_to_dict
+
+    def save(folder, metrics=None):
+        return save_checkpoint(folder, method=method, step=fit.step, config=config_to_dict(cfg),
+                               model=model, optimizer=fit.optimizer, metrics=metrics,
+                               extra_state=fit.train_state())
+    return save
+
+
 def report_with_checkpoint(metrics: dict[str, float], save, step: int) -> None:
     """ray.train.report with a checkpoint written by ``save(dir)`` on rank 0 only; the reported
     metrics are also kept in the checkpoint's meta.json (so a checkpoint says how good it was)."""

@@ -18,12 +18,10 @@ from typing import Any
 import ray.train
 
 from priorlab.data.scenes import parse_scene
-from priorlab.methods.checkpoint import save_checkpoint
-from priorlab.methods.configuration import ConfigError, config_to_dict
+from priorlab.methods.configuration import ConfigError
 from priorlab.methods.fields.teacher import TeacherConfig, TeacherFit, run_fit
 from priorlab.trainables.common import (
-    build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
-    worker_setup,
+    build_method_trainer, fit_in_tune, fit_saver, report_with_checkpoint, resume_fit, worker_setup,
 )
 
 METHOD = "fields-teacher"
@@ -32,18 +30,8 @@ METHOD = "fields-teacher"
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     cfg, _res, _world = worker_setup(config, TeacherConfig, "rays_per_step")
     fit = TeacherFit(parse_scene(cfg.scene, seed=cfg.scene_seed), cfg)
-    restored = restore_from_train_checkpoint(METHOD)
-    if restored is not None:
-        state = restored.train_state or {}
-        fit.load_train_state(restored.model_state, state.get("optimizer"), state)
-        print(f"[priorlab] resumed at step {fit.step}")
-    start = fit.step
-
-    def save(folder, metrics=None):
-        return save_checkpoint(folder, method=METHOD, step=fit.step, config=config_to_dict(cfg),
-                               model=fit.field, optimizer=fit.optimizer, metrics=metrics,
-                               extra_state=fit.train_state())
-
+    start = resume_fit(fit, METHOD)
+    save = fit_saver(METHOD, fit, cfg, fit.field)
     run_fit(fit, on_eval=lambda step, row: report_with_checkpoint(
         {**row, "train/start_step": float(start)}, save, step))
 
