@@ -74,6 +74,17 @@ def _kill_first_teacher(killed: list, timeout: float = 120):
 
 
 @pytest.mark.integration
+def test_a_teacher_that_stops_early_records_the_steps_it_ran(tmp_path):
+    from priorlab.methods.fields.store import TeacherStore
+    from priorlab.platform.farm import fit_teacher
+
+    recipe = dict(TINY, steps=8, eval_every=2, stop_at_psnr=1.0)    # any fit passes 1 dB at once
+    fit_teacher("red-sphere", 0, "reconstruction", recipe, str(tmp_path), threads=1)
+    meta = TeacherStore(str(tmp_path)).read_meta("red-sphere")
+    assert meta["steps"] == 2 and meta["teacher_config"]["steps"] == 8
+    assert [row["step"] for row in meta["curve"]] == [2.0]
+
+
 def test_farm_fits_skips_and_retries(ray_session, tmp_path):
     from priorlab.methods.fields.store import TeacherStore
 

@@ -106,7 +106,8 @@ def fit_teacher(slug: str, seed: int, objective: str, recipe: dict[str, Any],
     seconds = time.perf_counter() - started
     meta = {"prompt": scene.prompt, "slug": scene.slug, "objective": objective,
             "scene_seed": seed, "teacher_config": config_to_dict(cfg),
-            "field_config": config_to_dict(cfg.field_config()), "steps": int(cfg.steps),
+            "field_config": config_to_dict(cfg.field_config()),
+            "steps": int(result.metrics["step"]),       # run, not the cap (stop_at_psnr stops early)
             "seconds": seconds, "psnr": result.metrics["eval/psnr"], "curve": result.curve}
     TeacherStore(store_uri).save(scene.slug, result.field, meta)
     return {"slug": scene.slug, "psnr": result.metrics["eval/psnr"], "seconds": seconds}

@@ -271,11 +271,11 @@ class DistillFit:
         out = render_batch(lambda pts: self.student(self.tokens[idx], self.mask[idx], pts),
                            origins, dirs, self.fcfg, training=True, generator=g,
                            background=self.background)
-        # Eq. 4.6 sums over the step's prompts; data-parallel training averages the workers'
-        # gradients, so each worker's sum is scaled by the number of workers
-        loss = distillation_loss(out["rgb"], target) * self.world
+        loss = distillation_loss(out["rgb"], target)                            # Eq. 4.6
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # Eq. 4.6 sums over the step's prompts; data-parallel training averages the workers'
+        # gradients, so each worker's share of the sum is scaled by the number of workers
+        (loss * self.world).backward()
         self.optimizer.step()
         self.step += 1
         self.seconds += time.perf_counter() - started
