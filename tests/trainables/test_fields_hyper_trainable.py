@@ -54,3 +54,8 @@ def test_bad_hyperfields_runs_are_refused_in_the_driver(tmp_path):
         build_trainer(dict(base, objective="distill", teachers=str(tmp_path / "none")))
     assert resolve_paths({"teachers": "runs/t"})["teachers"].endswith("/runs/t")
     assert resolve_paths({"teachers": "s3://b/t"})["teachers"] == "s3://b/t"
+    assert resolve_paths({})["teachers"].endswith("/runs/teachers")       # the default too
+    from priorlab.platform.studies import get_study
+
+    for name in ("fields-dynamic", "fields-distillation"):   # applied before trials chdir
+        assert get_study(name).resolve({"teachers": "t"})["teachers"].startswith("/")

@@ -169,7 +169,7 @@ def run_sweep(
                 "or choose another --name (nothing there was touched)"
             )
 
-    fixed = {**study.budget, **overrides}
+    fixed = study.resolve({**study.budget, **overrides})
     if max_iters is not None:
         fixed[study.iters_key] = max_iters
     if resume:

@@ -132,7 +132,7 @@ def run_train(
     study = get_study(study_name)
     name = name or f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(runs_dir).resolve() / "train" / name
-    fixed = {**study.budget, **study.train_point, **overrides}
+    fixed = study.resolve({**study.budget, **study.train_point, **overrides})
     if max_iters is not None:
         fixed[study.iters_key] = max_iters
     cfg = config_from_dict(study.config_cls, fixed)  # fails early, naming any bad key or value

@@ -63,6 +63,9 @@ class Study:
     where the method's own defaults (the paper's) do not fit the laptop budget."""
     chance: Callable[[dict[str, Any]], float | None] = lambda config: None
     """Chance level of the study metric for a config (e.g. 1 / n_way), drawn on the plot; None: none."""
+    resolve: Callable[[dict[str, Any]], dict[str, Any]] = lambda config: config
+    """Applied to the fixed config in the launching process (``train``/``sweep``), before trials
+    start in their own folders: e.g. relative local paths made absolute."""
 
 
 def grid_searcher(seed: int, space: dict[str, Any]):

@@ -19,7 +19,7 @@ from ray import tune
 
 from priorlab.methods.fields.distill import DistillConfig
 from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
-from priorlab.trainables.fields_hyper import train_driver_fn
+from priorlab.trainables.fields_hyper import resolve_paths, train_driver_fn
 
 
 def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -40,6 +40,7 @@ STUDY = Study(
     group_by=("objective",),
     curve=lambda config: {0.0: "seen/psnr"},
     curve_label="(seen scenes' PSNR vs exact views, dB)",
+    resolve=resolve_paths,          # teachers=runs/teachers is the user's folder, not the trial's
     make_searcher=grid_searcher,
     make_scheduler=fifo_scheduler,
     default_samples=1,

@@ -20,7 +20,7 @@ from ray import tune
 
 from priorlab.methods.fields.distill import DistillConfig
 from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
-from priorlab.trainables.fields_hyper import train_driver_fn
+from priorlab.trainables.fields_hyper import resolve_paths, train_driver_fn
 
 PACK_SIZES = [4, 16, 64, 100]
 
@@ -44,6 +44,7 @@ STUDY = Study(
     group_by=("dynamic", "pack_size"),
     curve=lambda config: {0.0: "seen/psnr"},
     curve_label="(packed scenes' PSNR vs exact views, dB)",
+    resolve=resolve_paths,          # teachers=runs/teachers is the user's folder, not the trial's
     make_searcher=grid_searcher,
     make_scheduler=fifo_scheduler,
     default_samples=1,

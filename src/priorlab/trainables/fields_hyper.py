@@ -50,8 +50,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
 
 def resolve_paths(config: dict[str, Any]) -> dict[str, Any]:
-    """Workers start in other folders: a local relative teacher store becomes absolute."""
-    teachers = config.get("teachers")
+    """Trials and workers start in other folders: a local relative teacher store (the default
+    included) becomes absolute, relative to the folder the command was started in."""
+    teachers = config.get("teachers", DistillConfig.teachers)
     if teachers and "://" not in str(teachers) and not os.path.isabs(str(teachers)):
         config = {**config, "teachers": os.path.abspath(str(teachers))}
     return config
