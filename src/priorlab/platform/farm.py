@@ -32,15 +32,10 @@ from typing import Any
 
 from priorlab.data.scenes import Scene, filter_scenes, parse_scene, scene_family
 from priorlab.methods.configuration import config_from_dict, config_to_dict
-from priorlab.methods.fields.teacher import TeacherConfig
+from priorlab.methods.fields.teacher import FARM_RECIPE, TeacherConfig  # noqa: F401 - re-exported
 from priorlab.platform import runtime
 
 OBJECTIVES = ("reconstruction", "sds")
-# The recipe teachers use unless overridden: benchmarks/fields_teacher.py's reduced grid
-# for 64x64 views (RESULTS.md, issue 8 benchmark 2).
-FARM_RECIPE = dict(image_size=64, n_levels=12, log2_hashmap_size=15, finest_resolution=256,
-                   n_samples=96, rays_per_step=1024, n_train_views=32, n_test_views=4,
-                   occupancy_resolution=32, eval_every=50, steps=800, stop_at_psnr=25.0)
 
 
 class FarmError(ValueError):

@@ -21,7 +21,7 @@ from typing import Any
 import ray.train
 
 from priorlab.methods.configuration import ConfigError
-from priorlab.methods.fields.distill import DistillConfig, DistillFit, packed_scenes
+from priorlab.methods.fields.distill import DistillConfig, DistillFit, missing_teachers, packed_scenes
 from priorlab.trainables.common import (
     build_method_trainer, fit_in_tune, fit_saver, report_with_checkpoint, resume_fit, worker_setup,
 )
@@ -66,8 +66,7 @@ def _check(cfg: DistillConfig, res) -> None:
     if cfg.objective == "distill":
         from priorlab.methods.fields.store import TeacherStore
 
-        have = set(TeacherStore(cfg.teachers).finished())
-        missing = [s.slug for s in trained if s.slug not in have]
+        missing = [s.slug for s in missing_teachers(trained, TeacherStore(cfg.teachers))]
         if missing:       # fail in the driver, before any worker starts
             raise ConfigError(
                 f"{len(missing)} of {len(trained)} packed scenes have no teacher in {cfg.teachers}: "

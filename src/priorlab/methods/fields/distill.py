@@ -52,12 +52,12 @@ from priorlab.data.scenes import (VIEW_FOV_DEG, Scene, parse_scene, render_views
 from priorlab.methods.configuration import ConfigError, check_bounds
 from priorlab.methods.fields.cameras import get_rays
 from priorlab.methods.fields.config import FieldConfig
-from priorlab.methods.fields.generate import export_nerf, reference_points
+from priorlab.methods.fields.generate import scene_nerf
 from priorlab.methods.fields.hyper import HyperFields, HyperFieldsConfig
 from priorlab.methods.fields.metrics import (image_similarity, psnr_per_image, retrieval_topk,
                                              ssim)
 from priorlab.methods.fields.renderer import render_batch, render_image, render_rays
-from priorlab.methods.fields.teacher import TeacherConfig, scene_views
+from priorlab.methods.fields.teacher import TeacherConfig, training_rays
 from priorlab.methods.fields.text import TextEncoder
 
 OBJECTIVES = ("distill", "direct")
@@ -185,7 +185,7 @@ def generate_views(model: HyperFields, ct: torch.Tensor, c2w: torch.Tensor, size
     generates in one forward pass on these views' sample points (``generate.export_nerf``)."""
     was = model.training
     model.eval()
-    field = export_nerf(model, ct, reference_points(c2w, size, fov_deg, fcfg))
+    field = scene_nerf(model, ct, c2w, size, fov_deg)
     model.train(was)
     return render_image(field, c2w, size, size, fov_deg, fcfg)["rgb"]
 
@@ -325,10 +325,13 @@ class DistillFit:
                    "psnr": float(psnr_per_image(views, truth["rgb"]).mean()),
                    "ssim": float(ssim(views, truth["rgb"]).mean())}
             if scene.slug in teacher_of:
-                teacher = teacher_of[scene.slug]
-                with torch.no_grad():
-                    ref = render_image(teacher, truth["c2w"], self.cfg.eval_size, self.cfg.eval_size,
-                                       truth["fov_deg"], teacher.cfg, occupancy=teacher.occupancy)["rgb"]
+                if "teacher_rgb" not in truth:               # teachers are fixed: render once
+                    teacher = teacher_of[scene.slug]
+                    with torch.no_grad():
+                        truth["teacher_rgb"] = render_image(
+                            teacher, truth["c2w"], self.cfg.eval_size, self.cfg.eval_size,
+                            truth["fov_deg"], teacher.cfg, occupancy=teacher.occupancy)["rgb"]
+                ref = truth["teacher_rgb"]
                 row["psnr_vs_teacher"] = float(psnr_per_image(views, ref).mean())
             rows.append(row)
         return rows
@@ -366,14 +369,19 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Ten
     return ((student - teacher) ** 2).mean(dim=tuple(range(1, student.dim()))).sum()
 
 
+def missing_teachers(scenes: list[Scene], store) -> list[Scene]:
+    """The scenes that have no finished teacher in ``store`` (a ``TeacherStore``)."""
+    have = set(store.finished())
+    return [s for s in scenes if s.slug not in have]
+
+
 def load_teachers(scenes: list[Scene], store) -> list:
     """The teacher NeRF of every scene from a ``TeacherStore`` (or its URI), in eval mode; a
     clear error lists the scenes without one and the farm command that makes them."""
     from priorlab.methods.fields.store import TeacherStore
 
     store = store if isinstance(store, TeacherStore) else TeacherStore(store)
-    have = set(store.finished())
-    missing = [s for s in scenes if s.slug not in have]
+    missing = missing_teachers(scenes, store)
     if missing:
         shown = ", ".join(s.slug for s in missing[:8]) + (" ..." if len(missing) > 8 else "")
         raise DistillError(
@@ -392,10 +400,7 @@ def load_teachers(scenes: list[Scene], store) -> list:
 
 def _scene_rays(scene: Scene, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A scene's training rays and exact colours: the views its teacher was fitted on."""
-    tcfg = TeacherConfig(image_size=cfg.image_size, scene_seed=cfg.scene_seed)
-    views = scene_views(scene, tcfg, "train")
-    origins, dirs = get_rays(views["c2w"], cfg.image_size, cfg.image_size, views["fov_deg"])
-    return origins.reshape(-1, 3), dirs.reshape(-1, 3), views["rgb"].reshape(-1, 3)
+    return training_rays(scene, TeacherConfig(image_size=cfg.image_size, scene_seed=cfg.scene_seed))
 
 
 def evaluate_zero_shot(fit: DistillFit, ks=RETRIEVAL_KS) -> tuple[list[dict], dict[str, float]]:

@@ -30,11 +30,11 @@ import torch
 
 from priorlab.data.scenes import Scene
 from priorlab.methods.configuration import check_bounds, config_from_dict
-from priorlab.methods.fields.cameras import get_rays
-from priorlab.methods.fields.generate import export_nerf, reference_points
+from priorlab.methods.fields.generate import scene_nerf
 from priorlab.methods.fields.hyper import HyperFields
 from priorlab.methods.fields.renderer import render_batch, render_image
-from priorlab.methods.fields.teacher import TeacherConfig, TeacherFit, psnr, run_fit, scene_views
+from priorlab.methods.fields.teacher import (FARM_RECIPE, TeacherConfig, TeacherFit, psnr, run_fit,
+                                             scene_views, training_rays)
 from priorlab.methods.fields.text import TextEncoder
 
 ARMS = ("hyperfields", "scratch", "pretrained")
@@ -64,8 +64,6 @@ class FinetuneConfig:
 
     def teacher_config(self, recipe: dict | None = None) -> TeacherConfig:
         """The (S) / (P) fit: the farm's recipe with this config's budget and views."""
-        from priorlab.platform.farm import FARM_RECIPE
-
         return config_from_dict(TeacherConfig, {
             **FARM_RECIPE, **(recipe or {}), "steps": self.max_steps, "eval_every": self.eval_every,
             "rays_per_step": self.rays_per_step, "image_size": self.image_size,
@@ -79,20 +77,18 @@ def finetune_hyperfields(model: HyperFields, encoder: TextEncoder, scene: Scene,
     cfg.validate()
     model = copy.deepcopy(model).train()
     tcfg = cfg.teacher_config()
-    train, test = scene_views(scene, tcfg, "train"), scene_views(scene, tcfg, "test")
-    origins, dirs = get_rays(train["c2w"], cfg.image_size, cfg.image_size, train["fov_deg"])
-    origins, dirs, colours = origins.reshape(-1, 3), dirs.reshape(-1, 3), train["rgb"].reshape(-1, 3)
+    origins, dirs, colours = training_rays(scene, tcfg)
+    test = scene_views(scene, tcfg, "test")
     tokens, mask = encoder.encode([scene.prompt])
     optimizer = torch.optim.Adam(model.param_groups(cfg.lr, cfg.grid_lr), betas=(0.9, 0.99), eps=1e-15)
     g = torch.Generator().manual_seed(cfg.seed)
     background = torch.tensor(model.field_cfg.background, dtype=torch.float32)
     size = test["rgb"].shape[1]
-    refs = reference_points(test["c2w"], size, test["fov_deg"], model.field_cfg)
 
     def generated():
         with torch.no_grad():
             ct = model.condition(tokens, mask)[0]
-        return export_nerf(model, ct, refs)
+        return scene_nerf(model, ct, test["c2w"], size, test["fov_deg"])
 
     def evaluate(step: int, seconds: float, loss: float | None) -> dict:
         field = generated()
@@ -157,8 +153,8 @@ def compare_finetuning(model: HyperFields, encoder: TextEncoder, scene: Scene, c
             with torch.no_grad():
                 ct = model.condition(*encoder.encode([scene.prompt]))[0]
             test = scene_views(scene, cfg.teacher_config(), "test")
-            refs = reference_points(test["c2w"], test["rgb"].shape[1], test["fov_deg"], model.field_cfg)
-            curve, _ = finetune_nerf(scene, cfg, field=export_nerf(model, ct, refs))
+            curve, _ = finetune_nerf(scene, cfg, field=scene_nerf(model, ct, test["c2w"],
+                                                                  test["rgb"].shape[1], test["fov_deg"]))
         else:
             raise ValueError(f"arm {arm!r}: choose from {list(ARMS)}")
         hit = next((r for r in curve if r["eval/psnr"] >= cfg.target_psnr), None)

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from priorlab.methods.configuration import config_from_dict
-from priorlab.methods.fields.cameras import get_rays, sphere_near_far
+from priorlab.methods.fields.cameras import get_rays
 from priorlab.methods.fields.config import FieldConfig
 from priorlab.methods.fields.field import NeRFField
 from priorlab.methods.fields.hyper import HyperFields
-from priorlab.methods.fields.renderer import stratified_samples
+from priorlab.methods.fields.renderer import sample_points
 from priorlab.methods.fields.text import TextEncoder
 
 MAX_REFERENCE_POINTS = 65_536
@@ -43,10 +43,7 @@ def reference_points(c2w: torch.Tensor, size: int, fov_deg: float | torch.Tensor
     midpoints) of every pixel ray of cameras ``c2w`` (V, 4, 4) at ``size``, at most
     ``max_points`` of them (a seeded random subset)."""
     origins, dirs = get_rays(c2w, size, size, fov_deg)
-    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-    near, far, _ = sphere_near_far(origins, dirs, radius=fcfg.bound, min_near=fcfg.min_near)
-    t, _ = stratified_samples(near, far, fcfg.n_samples)
-    points = (origins[:, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)
+    points = sample_points(origins.reshape(-1, 3), dirs.reshape(-1, 3), fcfg)[0].reshape(-1, 3)
     if points.shape[0] > max_points:
         pick = torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(seed))
         points = points[pick[:max_points]]
@@ -64,6 +61,14 @@ def export_nerf(model: HyperFields, ct: torch.Tensor, points: torch.Tensor) -> N
     for i, layer in enumerate(field.mlp.layers):
         layer.weight.copy_(weights[f"layers.{i}.weight"][0])
     return field.eval()
+
+
+@torch.no_grad()
+def scene_nerf(model: HyperFields, ct: torch.Tensor, c2w: torch.Tensor, size: int,
+               fov_deg: float | torch.Tensor, max_points: int = MAX_REFERENCE_POINTS) -> NeRFField:
+    """The NeRF of CT (model_dim,) fixed on the sample points of cameras ``c2w`` at ``size``,
+    the views it will be rendered from (``reference_points`` + ``export_nerf``)."""
+    return export_nerf(model, ct, reference_points(c2w, size, fov_deg, model.field_cfg, max_points))
 
 
 def check_prompt(prompt: str, encoder: TextEncoder) -> str:
@@ -87,7 +92,7 @@ def generate_nerf(model: HyperFields, encoder: TextEncoder, prompt: str, c2w: to
     was = model.training
     model.eval()
     ct = model.condition(*encoder.encode([check_prompt(prompt, encoder)]))[0]
-    field = export_nerf(model, ct, reference_points(c2w, size, fov_deg, model.field_cfg, max_points))
+    field = scene_nerf(model, ct, c2w, size, fov_deg, max_points)
     model.train(was)
     return field
 

@@ -72,6 +72,31 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, deltas: t
     return {"rgb": colour, "opacity": opacity, "depth": (weights * t).sum(-1), "weights": weights}
 
 
+def sample_points(origins: torch.Tensor, dirs: torch.Tensor, cfg: FieldConfig, training: bool = False,
+                  generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The samples of rays (N, 3) inside the bounding sphere: points (N, S, 3), depths t and
+    interval lengths δ (N, S); jittered when ``training`` and ``cfg.perturb``."""
+    near, far, _ = sphere_near_far(origins, dirs, radius=cfg.bound, min_near=cfg.min_near)  # (N,)
+    t, deltas = stratified_samples(near, far, cfg.n_samples, cfg.perturb and training, generator)
+    return origins[:, None, :] + t[..., None] * dirs[:, None, :], t, deltas
+
+
+def _composite_outputs(out: Mapping[str, torch.Tensor], t: torch.Tensor, deltas: torch.Tensor,
+                       cfg: FieldConfig, background: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Composite a field's outputs at the samples (N * S leading elements) of rays t (N, S)."""
+    r, s = t.shape
+    rgb = out["rgb"].reshape(r, s, 3)
+    if background is None:
+        background = torch.tensor(cfg.background, dtype=rgb.dtype, device=rgb.device)
+    result = composite(out["sigma"].reshape(r, s), rgb, t, deltas, background.to(rgb))
+    result["t"] = t
+    if "features" in out:
+        feats = out["features"].reshape(r, s, -1)
+        result["features"] = (result["weights"][..., None] * feats).sum(-2)    # (N, F)
+    return result
+
+
 def render_rays(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: FieldConfig, *,
                 training: bool = False, generator: torch.Generator | None = None,
                 background: torch.Tensor | None = None,
@@ -83,10 +108,8 @@ def render_rays(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: Fi
     ``background`` overrides ``cfg.background`` ((3,) or one colour per ray (R, 3)).
     ``occupancy`` (R', R', R') bool: call the field only on samples in occupied cells.
     """
-    near, far, _ = sphere_near_far(origins, dirs, radius=cfg.bound, min_near=cfg.min_near)  # (R,)
-    t, deltas = stratified_samples(near, far, cfg.n_samples, cfg.perturb and training, generator)
-    points = (origins[:, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)  # (R * S, 3)
-    r, s = t.shape
+    points, t, deltas = sample_points(origins, dirs, cfg, training, generator)
+    points = points.reshape(-1, 3)                                             # (R * S, 3)
     if occupancy is None:
         out = field(points)
     else:
@@ -96,16 +119,7 @@ def render_rays(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: Fi
         for key, value in got.items():              # σ = 0 (and zeros elsewhere) in empty cells
             full = value.new_zeros((points.shape[0], *value.shape[1:]))
             out[key] = full.index_copy(0, keep, value)
-    sigma = out["sigma"].reshape(r, s)
-    rgb = out["rgb"].reshape(r, s, 3)
-    if background is None:
-        background = torch.tensor(cfg.background, dtype=rgb.dtype, device=rgb.device)
-    result = composite(sigma, rgb, t, deltas, background.to(rgb))
-    result["t"] = t
-    if "features" in out:
-        feats = out["features"].reshape(r, s, -1)
-        result["features"] = (result["weights"][..., None] * feats).sum(-2)    # (R, F)
-    return result
+    return _composite_outputs(out, t, deltas, cfg, background)
 
 
 def render_batch(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: FieldConfig, *,
@@ -118,20 +132,10 @@ def render_batch(field: Field, origins: torch.Tensor, dirs: torch.Tensor, cfg: F
     are ``render_rays``'s with a leading B: "rgb" (B, R, 3), "opacity" (B, R), ...
     """
     b, r = origins.shape[:2]
-    flat_o, flat_d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-    near, far, _ = sphere_near_far(flat_o, flat_d, radius=cfg.bound, min_near=cfg.min_near)
-    t, deltas = stratified_samples(near, far, cfg.n_samples, cfg.perturb and training, generator)
-    s = t.shape[1]
-    points = flat_o[:, None, :] + t[..., None] * flat_d[:, None, :]           # (B * R, S, 3)
-    out = field(points.reshape(b, r * s, 3))
-    rgb = out["rgb"].reshape(b * r, s, 3)
-    if background is None:
-        background = torch.tensor(cfg.background, dtype=rgb.dtype, device=rgb.device)
-    result = composite(out["sigma"].reshape(b * r, s), rgb, t, deltas, background.to(rgb))
-    result["t"] = t
-    if "features" in out:
-        feats = out["features"].reshape(b * r, s, -1)
-        result["features"] = (result["weights"][..., None] * feats).sum(-2)
+    points, t, deltas = sample_points(origins.reshape(-1, 3), dirs.reshape(-1, 3), cfg, training,
+                                      generator)                               # (B * R, S, 3)
+    out = field(points.reshape(b, -1, 3))
+    result = _composite_outputs(out, t, deltas, cfg, background)
     return {k: v.reshape(b, r, *v.shape[1:]) for k, v in result.items()}
 
 

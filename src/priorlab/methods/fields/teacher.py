@@ -48,6 +48,12 @@ from priorlab.methods.fields.renderer import render_image, render_rays
 
 TEST_SEED_OFFSET = 1_000_003  # held-out poses never coincide with training poses
 
+# The recipe teachers use unless overridden: benchmarks/fields_teacher.py's reduced grid
+# for 64x64 views (RESULTS.md, issue 8 benchmark 2).
+FARM_RECIPE = dict(image_size=64, n_levels=12, log2_hashmap_size=15, finest_resolution=256,
+                   n_samples=96, rays_per_step=1024, n_train_views=32, n_test_views=4,
+                   occupancy_resolution=32, eval_every=50, steps=800, stop_at_psnr=25.0)
+
 
 @dataclass
 class TeacherConfig:
@@ -141,6 +147,14 @@ def scene_views(scene: Scene, cfg: TeacherConfig, split: str) -> dict[str, torch
     raise ValueError(f"split={split!r}: choose 'train' or 'test'")
 
 
+def training_rays(scene: Scene, cfg: TeacherConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every pixel ray of the scene's training views and its exact colour: origins, unit
+    directions and colours, each (V * H * W, 3)."""
+    views = scene_views(scene, cfg, "train")
+    origins, dirs = get_rays(views["c2w"], cfg.image_size, cfg.image_size, views["fov_deg"])
+    return origins.reshape(-1, 3), dirs.reshape(-1, 3), views["rgb"].reshape(-1, 3)
+
+
 @torch.no_grad()
 def evaluate_teacher(field: NeRFField, views: dict[str, torch.Tensor], fcfg: FieldConfig) -> float:
     """Held-out PSNR (dB) over all pixels of ``views`` (from ``scene_views(..., "test")``)."""
@@ -180,11 +194,7 @@ class TeacherFit:
         self.optimizer = build_optimizer(self.field, cfg)
         self.test_views = scene_views(scene, cfg, "test")
         if guidance is None:
-            train_views = scene_views(scene, cfg, "train")
-            origins, dirs = get_rays(train_views["c2w"], cfg.image_size, cfg.image_size,
-                                     train_views["fov_deg"])
-            self.origins, self.dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)  # (V*H*W, 3)
-            self.colours = train_views["rgb"].reshape(-1, 3)
+            self.origins, self.dirs, self.colours = training_rays(scene, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.background = torch.tensor(self.fcfg.background, dtype=torch.float32)
         self.step = 0
