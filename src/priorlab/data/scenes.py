@@ -42,11 +42,11 @@ from dataclasses import dataclass
 
 import torch
 
-from priorlab.data.sdf import BOUND_RADIUS, SHAPES, SceneError, shape_sdf
+from priorlab.data.sdf import BOUND_RADIUS, PART_CLASSES, SHAPES, SceneError, part_labels, shape_sdf
 from priorlab.methods.fields.cameras import fov_for_radius, get_rays, pose_spherical, sphere_near_far
 
 __all__ = ["AMBIENT", "ATTRIBUTES", "COLOURS", "DIFFUSE", "FAMILY_COLOURS", "ID_SHAPES", "LIGHT_DIR",
-           "OOD_SHAPES", "SHAPES", "Scene", "SceneError", "filter_scenes", "ood_scenes", "parse_scene",
+           "OOD_SHAPES", "PART_CLASSES", "SHAPES", "Scene", "SceneError", "filter_scenes", "ood_scenes", "parse_scene",
            "render_scene", "render_views", "scene_family", "zero_shot_split"]
 
 # Linear RGB in [0, 1]. White and black serve as second colours of patterns; the plain grid
@@ -150,6 +150,10 @@ class Scene:
     def sdf(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distances (N,) of ``points`` (N, 3)."""
         return shape_sdf(self.shape, points)
+
+    def part_labels(self, points: torch.Tensor) -> torch.Tensor:
+        """``PART_CLASSES`` index (N,) of the part at ``points`` (N, 3) (meant for surface points)."""
+        return part_labels(self.shape, points)
 
     def albedo(self, points: torch.Tensor) -> torch.Tensor:
         """Surface colour (N, 3) in [0, 1] at ``points`` (N, 3) (meant for surface points)."""
@@ -321,19 +325,23 @@ def _trace(scene: Scene, origins: torch.Tensor, dirs: torch.Tensor):
 
 
 def render_scene(scene: Scene, c2w: torch.Tensor, height: int, width: int, fov_deg: float,
-                 background=(1.0, 1.0, 1.0), chunk: int = 1 << 16) -> dict[str, torch.Tensor]:
+                 background=(1.0, 1.0, 1.0), chunk: int = 1 << 16, labels: bool = False
+                 ) -> dict[str, torch.Tensor]:
     """Render ``scene`` from cameras ``c2w`` (B, 4, 4) (or one (4, 4)) by sphere tracing.
 
     Returns rgb (B, H, W, 3) in [0, 1] (``background`` where rays miss), opacity (B, H, W) in
     {0, 1}, depth (B, H, W) = distance along the (unit) ray to the surface, 0 where rays miss,
-    and normal (B, H, W, 3) (world space, 0 where rays miss).
+    and normal (B, H, W, 3) (world space, 0 where rays miss). ``labels=True`` adds labels
+    (B, H, W) int64: the part hit (``scene.part_labels``, ``PART_CLASSES`` for this family), 0
+    where rays miss. ``scene`` is anything with ``sdf`` and ``albedo`` (and ``part_labels``)
+    of surface points: a ``Scene``, a ``part_scenes.PartScene``, a ShapeNet object.
     """
     origins, dirs = get_rays(c2w, height, width, fov_deg)            # (B, H, W, 3)
     shape = origins.shape[:-1]
     origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
     bg = origins.new_tensor(background)
     light = origins.new_tensor(LIGHT_DIR)
-    rgb, opacity, depth, normal = [], [], [], []
+    rgb, opacity, depth, normal, label = [], [], [], [], []
     for s in range(0, origins.shape[0], chunk):
         o, d = origins[s:s + chunk], dirs[s:s + chunk]
         t, hit = _trace(scene, o, d)
@@ -349,13 +357,21 @@ def render_scene(scene: Scene, c2w: torch.Tensor, height: int, width: int, fov_d
         opacity.append(hit.to(o.dtype))
         depth.append(torch.where(hit, t, torch.zeros_like(t)))
         normal.append(nrm)
-    return {"rgb": torch.cat(rgb).reshape(*shape, 3), "opacity": torch.cat(opacity).reshape(shape),
-            "depth": torch.cat(depth).reshape(shape), "normal": torch.cat(normal).reshape(*shape, 3)}
+        if labels:
+            lab = torch.zeros(o.shape[0], dtype=torch.long)
+            lab[idx] = scene.part_labels(p).to(torch.long)
+            label.append(lab)
+    out = {"rgb": torch.cat(rgb).reshape(*shape, 3), "opacity": torch.cat(opacity).reshape(shape),
+           "depth": torch.cat(depth).reshape(shape), "normal": torch.cat(normal).reshape(*shape, 3)}
+    if labels:
+        out["labels"] = torch.cat(label).reshape(shape)
+    return out
 
 
 def render_views(scene: Scene, n_views: int, size: int, seed: int = 0, *, orbit: bool = False,
                  elevation: tuple[float, float] = (-10.0, 50.0), radius: float = VIEW_RADIUS,
-                 fov_deg: float | None = None, background=(1.0, 1.0, 1.0)) -> dict[str, torch.Tensor]:
+                 fov_deg: float | None = None, background=(1.0, 1.0, 1.0),
+                 labels: bool = False) -> dict[str, torch.Tensor]:
     """``n_views`` square views of ``size`` pixels from cameras on a sphere looking at the origin.
 
     Random views (default): azimuth uniform in [0, 360), elevation uniform in ``elevation``,
@@ -369,7 +385,7 @@ def render_views(scene: Scene, n_views: int, size: int, seed: int = 0, *, orbit:
         raise SceneError(f"render_views needs n_views >= 1 and size >= 1, got {n_views}, {size}")
     c2w, el, az = view_cameras(n_views, seed, orbit=orbit, elevation=elevation, radius=radius)
     fov = fov_for_radius(BOUND_RADIUS, radius, margin=1.1) if fov_deg is None else fov_deg
-    out = render_scene(scene, c2w, size, size, fov, background=background)
+    out = render_scene(scene, c2w, size, size, fov, background=background, labels=labels)
     out.update(c2w=c2w, elevation=el, azimuth=az, fov_deg=torch.tensor(fov))
     return out
 

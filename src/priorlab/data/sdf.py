@@ -152,48 +152,59 @@ def _capsule() -> SDF:
     return lambda p: sd_capsule(p, (0.0, -0.45, 0.0), (0.0, 0.45, 0.0), 0.35)
 
 
-def _chair() -> SDF:
+def _chair_parts() -> dict[str, list[SDF]]:
     seat = translated(lambda p: sd_box(p, (0.36, 0.05, 0.36)), (0.0, -0.1, 0.0))
     legs = [translated(lambda p: sd_box(p, (0.04, 0.28, 0.04)), (sx * 0.31, -0.43, sz * 0.31))
             for sx in (-1, 1) for sz in (-1, 1)]
     back = translated(lambda p: sd_box(p, (0.36, 0.33, 0.04)), (0.0, 0.28, -0.32))
-    return union(seat, *legs, back)
+    return {"seat": [seat], "leg": legs, "back": [back]}
 
 
-def _table() -> SDF:
+def _table_parts() -> dict[str, list[SDF]]:
     top = translated(lambda p: sd_box(p, (0.65, 0.04, 0.42)), (0.0, 0.25, 0.0))
     legs = [translated(lambda p: sd_cylinder(p, 0.05, 0.37), (sx * 0.56, -0.13, sz * 0.34))
             for sx in (-1, 1) for sz in (-1, 1)]
-    return union(top, *legs)
+    return {"top": [top], "leg": legs}
 
 
-def _vase() -> SDF:
+def _vase_parts() -> dict[str, list[SDF]]:
     body = translated(lambda p: sd_sphere(p, 0.48), (0.0, -0.2, 0.0))
     neck = translated(lambda p: sd_capped_cone(p, 0.24, 0.26, 0.15), (0.0, 0.38, 0.0))
     lip = translated(lambda p: sd_torus(p, 0.16, 0.055), (0.0, 0.64, 0.0))
     foot = translated(lambda p: sd_cylinder(p, 0.26, 0.05), (0.0, -0.66, 0.0))
-    return union(body, neck, lip, foot)
+    return {"body": [body], "neck": [neck], "lip": [lip], "foot": [foot]}
 
 
-def _lamp() -> SDF:
+def _lamp_parts() -> dict[str, list[SDF]]:
     base = translated(lambda p: sd_cylinder(p, 0.34, 0.04), (0.0, -0.7, 0.0))
     pole = translated(lambda p: sd_cylinder(p, 0.04, 0.45), (0.0, -0.25, 0.0))
     shade = translated(lambda p: sd_capped_cone(p, 0.25, 0.46, 0.22), (0.0, 0.35, 0.0))
-    return union(base, pole, shade)
+    return {"base": [base], "pole": [pole], "shade": [shade]}
 
 
-def _mug() -> SDF:
+def _mug_parts() -> dict[str, list[SDF]]:
     body = lambda p: sd_cylinder(p, 0.42, 0.55)
     # handle: a torus stood up in the xy plane, half of it buried in the body
     handle = translated(rotated_x(lambda p: sd_torus(p, 0.22, 0.06), 90.0), (0.44, 0.0, 0.0))
-    return union(body, handle)
+    return {"body": [body], "handle": [handle]}
+
+
+# composite shape -> its named parts (each a list of primitives); the shape is their union
+COMPOSITE_PARTS: dict[str, Callable[[], dict[str, list[SDF]]]] = {
+    "chair": _chair_parts, "table": _table_parts, "vase": _vase_parts, "lamp": _lamp_parts,
+    "mug": _mug_parts,
+}
+
+
+def _composite(name: str) -> Callable[[], SDF]:
+    return lambda: union(*(sdf for part in COMPOSITE_PARTS[name]().values() for sdf in part))
 
 
 # name -> builder. Primitives first, then composites of primitives.
 SHAPES: dict[str, Callable[[], SDF]] = {
     "sphere": _sphere, "cube": _cube, "torus": _torus, "cylinder": _cylinder, "cone": _cone,
     "capsule": _capsule,
-    "chair": _chair, "table": _table, "vase": _vase, "lamp": _lamp, "mug": _mug,
+    **{name: _composite(name) for name in COMPOSITE_PARTS},
 }
 PRIMITIVES = ("sphere", "cube", "torus", "cylinder", "cone", "capsule")
 
@@ -203,3 +214,30 @@ def shape_sdf(shape: str, points: torch.Tensor) -> torch.Tensor:
     if shape not in SHAPES:
         raise SceneError(f"unknown shape {shape!r}; shapes: {', '.join(SHAPES)}")
     return SHAPES[shape]()(points)
+
+
+# ---- part labels (HyperSegmentationFields, thesis Sec. 4.4.8) ------------------------------
+# One vocabulary over every shape: 0 is the background (a ray that hits nothing), a primitive
+# is one part ("body"), a composite has the parts of ``COMPOSITE_PARTS``.
+PART_CLASSES = ("background", "body", "seat", "leg", "back", "top", "neck", "lip", "foot",
+                "base", "pole", "shade", "handle")
+
+
+def shape_parts(shape: str) -> tuple[str, ...]:
+    """The part names of a shape (("body",) for a primitive)."""
+    if shape not in SHAPES:
+        raise SceneError(f"unknown shape {shape!r}; shapes: {', '.join(SHAPES)}")
+    return tuple(COMPOSITE_PARTS[shape]()) if shape in COMPOSITE_PARTS else ("body",)
+
+
+def part_labels(shape: str, points: torch.Tensor) -> torch.Tensor:
+    """The ``PART_CLASSES`` index (N,) of the part nearest to each of ``points`` (N, 3): the part
+    whose SDF is smallest there (meant for surface points, where it is the part hit)."""
+    names = shape_parts(shape)
+    if shape not in COMPOSITE_PARTS:
+        return torch.full(points.shape[:1], PART_CLASSES.index("body"), dtype=torch.long,
+                          device=points.device)
+    parts = COMPOSITE_PARTS[shape]()
+    d = torch.stack([union(*parts[name])(points) for name in names], -1)       # (N, P)
+    ids = torch.tensor([PART_CLASSES.index(n) for n in names], device=points.device)
+    return ids[d.argmin(-1)]

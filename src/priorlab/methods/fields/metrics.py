@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["image_similarity", "psnr_per_image", "ranks", "retrieval_topk", "ssim"]
+__all__ = ["image_similarity", "part_iou", "psnr_per_image", "ranks", "retrieval_topk", "ssim"]
 
 # Wang et al. 2004, Sec. III-C: stabilising constants C1 = (K1 L)^2, C2 = (K2 L)^2
 SSIM_K1 = 0.01
@@ -151,3 +151,21 @@ def image_similarity(generated: torch.Tensor, references: torch.Tensor,
     mse = sq.clamp_min(0.0) / d                       # clamp: cancellation can leave -1e-17
     return -mse.to(torch.promote_types(generated.dtype, torch.float32))
 
+
+def part_iou(pred: torch.Tensor, target: torch.Tensor, classes=None) -> dict[int, float]:
+    """Intersection over union per class of integer label maps of the same shape (any shape, e.g.
+    (V, H, W) for all views of a scene), for ``classes`` (default: the classes in ``target``
+    other than 0, the background). A class absent from both maps scores 1, as in the ShapeNet
+    part benchmark's per-shape mIoU (Yi et al. 2016); its mean over the scene's parts is the
+    scene's mIoU (HyperSegmentationFields, thesis Sec. 4.4.8)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"part_iou: pred and target must have the same shape, got "
+                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
+    if classes is None:
+        classes = [int(c) for c in target.unique().tolist() if c != 0]
+    out = {}
+    for c in classes:
+        p, t = pred == c, target == c
+        union = int((p | t).sum())
+        out[int(c)] = 1.0 if union == 0 else int((p & t).sum()) / union
+    return out
