@@ -18,6 +18,7 @@ STUDIES: dict[str, str] = {
     "fields-teacher-recipe": "priorlab.search_spaces.fields_teacher_recipe",
     "fields-dynamic": "priorlab.search_spaces.fields_dynamic",
     "fields-distillation": "priorlab.search_spaces.fields_distillation",
+    "fields-segmentation": "priorlab.search_spaces.fields_segmentation",
 }
 
 

@@ -163,6 +163,26 @@ def fit_saver(method: str, fit, cfg, model):
     return save
 
 
+def run_stepped_fit(fit, cfg, method: str) -> None:
+    """The worker loop of a step-at-a-time fit (``methods.fields.stepfit.StepFit``: HyperFields,
+    HyperSegmentationFields): resume from the latest checkpoint, ``train_step`` until
+    ``cfg.steps`` or ``cfg.max_seconds``, and every ``cfg.eval_every`` steps and at the end report
+    ``fit.evaluate()`` with the mean training loss and a checkpoint."""
+    start = resume_fit(fit, method)
+    save = fit_saver(method, fit, cfg, fit.model)
+    losses: list[float] = []
+    while fit.step < cfg.steps:
+        losses.append(fit.train_step())
+        last = fit.step == cfg.steps or fit.out_of_time()
+        if fit.step % cfg.eval_every == 0 or last:
+            row = {"step": float(fit.step), "train/loss": sum(losses) / len(losses),
+                   **fit.evaluate(), "seconds": fit.seconds, "train/start_step": float(start)}
+            losses = []
+            report_with_checkpoint(row, save, fit.step)
+            if last:
+                break
+
+
 def report_with_checkpoint(metrics: dict[str, float], save, step: int) -> None:
     """ray.train.report with a checkpoint written by ``save(dir)`` on rank 0 only; the reported
     metrics are also kept in the checkpoint's meta.json (so a checkpoint says how good it was)."""

@@ -22,9 +22,7 @@ import ray.train
 
 from priorlab.methods.configuration import ConfigError
 from priorlab.methods.fields.distill import DistillConfig, DistillFit, missing_teachers, packed_scenes
-from priorlab.trainables.common import (
-    build_method_trainer, fit_in_tune, fit_saver, report_with_checkpoint, resume_fit, worker_setup,
-)
+from priorlab.trainables.common import build_method_trainer, fit_in_tune, run_stepped_fit, worker_setup
 
 METHOD = "fields-hyper"
 
@@ -34,19 +32,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     fit = DistillFit(cfg, rank=rank, world=world,
                      wrap=ray.train.torch.prepare_model if world > 1 else None)
-    start = resume_fit(fit, METHOD)
-    save = fit_saver(METHOD, fit, cfg, fit.model)
-    losses: list[float] = []
-    while fit.step < cfg.steps:
-        losses.append(fit.train_step())
-        last = fit.step == cfg.steps or fit.out_of_time()
-        if fit.step % cfg.eval_every == 0 or last:
-            row = {"step": float(fit.step), "train/loss": sum(losses) / len(losses),
-                   **fit.evaluate(), "seconds": fit.seconds, "train/start_step": float(start)}
-            losses = []
-            report_with_checkpoint(row, save, fit.step)
-            if last:
-                break
+    run_stepped_fit(fit, cfg, METHOD)
 
 
 def resolve_paths(config: dict[str, Any]) -> dict[str, Any]:

@@ -52,11 +52,12 @@ from priorlab.data.scenes import (VIEW_FOV_DEG, Scene, parse_scene, render_views
 from priorlab.methods.configuration import ConfigError, check_bounds
 from priorlab.methods.fields.cameras import get_rays
 from priorlab.methods.fields.config import FieldConfig
-from priorlab.methods.fields.generate import scene_nerf
+from priorlab.methods.fields.generate import MAX_REFERENCE_POINTS, scene_nerf
 from priorlab.methods.fields.hyper import HyperFields, HyperFieldsConfig
 from priorlab.methods.fields.metrics import (image_similarity, psnr_per_image, retrieval_topk,
                                              ssim)
 from priorlab.methods.fields.renderer import render_batch, render_image, render_rays
+from priorlab.methods.fields.stepfit import StepFit
 from priorlab.methods.fields.teacher import TeacherConfig, training_rays
 from priorlab.methods.fields.text import TextEncoder
 
@@ -180,17 +181,19 @@ def eval_views(scene: Scene, cfg: DistillConfig) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def generate_views(model: HyperFields, ct: torch.Tensor, c2w: torch.Tensor, size: int,
-                   fov_deg: float | torch.Tensor, fcfg: FieldConfig) -> torch.Tensor:
+                   fov_deg: float | torch.Tensor, fcfg: FieldConfig,
+                   max_points: int = MAX_REFERENCE_POINTS) -> torch.Tensor:
     """Views (V, size, size, 3) of the scene conditioned on ``ct`` (model_dim,): the NeRF it
-    generates in one forward pass on these views' sample points (``generate.export_nerf``)."""
+    generates in one forward pass on (at most ``max_points`` of) these views' sample points
+    (``generate.export_nerf``)."""
     was = model.training
     model.eval()
-    field = scene_nerf(model, ct, c2w, size, fov_deg)
+    field = scene_nerf(model, ct, c2w, size, fov_deg, max_points)
     model.train(was)
     return render_image(field, c2w, size, size, fov_deg, fcfg)["rgb"]
 
 
-class DistillFit:
+class DistillFit(StepFit):
     """One HyperFields fit (Algorithm 3 or the direct baseline), a step at a time, with the state
     a checkpoint needs to resume it exactly (``train_state`` / ``load_train_state``)."""
 
@@ -252,11 +255,6 @@ class DistillFit:
                             background=self.background, occupancy=self.teachers[i].occupancy)["rgb"]
                 for k, i in enumerate(idx)])
         return origins, dirs, colours
-
-    def _generator(self, *key: int) -> torch.Generator:
-        """A generator of (seed, step, *key): every step's draws follow from the step alone, so a
-        resumed fit repeats them without carrying generator state, and ranks agree on prompts."""
-        return torch.Generator().manual_seed(hash((self.cfg.seed, self.step, *key)) % (2 ** 63))
 
     def train_step(self) -> float:
         """One step of Algorithm 3 on this worker's share of the step's prompts."""
@@ -335,20 +333,6 @@ class DistillFit:
                 row["psnr_vs_teacher"] = float(psnr_per_image(views, ref).mean())
             rows.append(row)
         return rows
-
-    # --- checkpoints ---
-    def train_state(self) -> dict:
-        return {"step": self.step, "seconds": self.seconds}
-
-    def load_train_state(self, model_state: dict, optimizer_state: dict | None, state: dict) -> None:
-        self.model.load_state_dict(model_state)
-        if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
-        self.step = int(state.get("step", 0))
-        self.seconds = float(state.get("seconds", 0.0))
-
-    def out_of_time(self) -> bool:
-        return self.cfg.max_seconds > 0 and self.seconds >= self.cfg.max_seconds
 
 
 class Student(nn.Module):
