@@ -163,9 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("prompt", help='e.g. "a red torus" (words the family never saw still generate)')
     ge.add_argument("--checkpoint", required=True,
                     help="a fields-hyper checkpoint folder (runs/train/<name>/checkpoints/checkpoint_...)")
-    ge.add_argument("--views", type=int, default=8)
-    ge.add_argument("--size", type=int, default=64)
-    ge.add_argument("--out", default=None, help="output folder (default: runs/generated/<prompt slug>)")
+    _nerf_output_options(ge, "runs/generated/<prompt slug>")
 
     fi = sub.add_parser("finetune", help="fine-tune HyperFields to an out-of-distribution scene of the "
                                          "family until a target PSNR; writes what generate writes")
@@ -175,10 +173,47 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--max-steps", type=int, default=2000)
     fi.add_argument("--compare", action="store_true",
                     help="also fit (S) a NeRF from scratch and (P) from the zero-shot NeRF (Sec. 4.4.3)")
-    fi.add_argument("--views", type=int, default=8)
-    fi.add_argument("--size", type=int, default=64)
-    fi.add_argument("--out", default=None, help="output folder (default: runs/finetuned/<slug>)")
+    fi.add_argument("--sd-model", default="", metavar="PATH",
+                    help="fine-tune with score distillation from this local Stable Diffusion folder "
+                         "(any prompt, e.g. one outside the scene family; never downloaded)")
+    fi.add_argument("--sds-steps", type=int, default=2000,
+                    help="SDS steps with --sd-model (the thesis: at most 2k)")
+    fi.add_argument("--sd-render-size", type=int, default=512,
+                    help="side of the image the VAE encodes with --sd-model (SD's 512)")
+    _nerf_output_options(fi, "runs/finetuned/<slug>")
     return parser
+
+
+def _nerf_output_options(parser, default_out: str) -> None:
+    """What `generate` and `finetune` write: turntable PNGs, the weights and optionally a mesh."""
+    parser.add_argument("--views", type=int, default=8, help="turntable views")
+    parser.add_argument("--size", type=int, default=64, help="turntable resolution")
+    parser.add_argument("--out", default=None, help=f"output folder (default: {default_out})")
+    parser.add_argument("--mesh", action="store_true",
+                        help="also write <out>/mesh.ply (marching cubes of the density)")
+    parser.add_argument("--mesh-resolution", type=int, default=128,
+                        help="grid cells per side for --mesh (8..512)")
+    parser.add_argument("--mesh-threshold", type=float, default=None,
+                        help="density of the surface for --mesh (default: stable-dreamfusion's 10)")
+
+
+def _write_nerf(field, out: Path, args, scene, meta: dict) -> dict:
+    """Turntable + contact sheet (beside the ground truth when ``scene`` is one of the family), the
+    NeRF as a teacher-store entry, and with ``--mesh`` a PLY; prints where they went."""
+    from priorlab.methods.fields.store import TeacherStore
+    from priorlab.methods.fields.turntable import render_teacher
+
+    made = render_teacher(field, field.cfg, out, n_views=args.views, size=args.size, scene=scene)
+    TeacherStore(out.parent).save(out.name, field, {"psnr": made.get("psnr_mean"), **meta})
+    print(f"weights:       {out / 'model.safetensors'} (a NeRFField; `priorlab render {out}`)")
+    print(f"contact sheet: {made['contact_sheet']}")
+    if args.mesh:
+        from priorlab.methods.fields.mesh import extract_mesh, write_ply
+
+        mesh = extract_mesh(field, resolution=args.mesh_resolution, threshold=args.mesh_threshold)
+        made["mesh"] = write_ply(mesh, out / "mesh.ply")
+        print(f"mesh:          {made['mesh']} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
+    return made
 
 
 def cmd_sweep(args) -> int:
@@ -361,8 +396,6 @@ def cmd_generate(args) -> int:
 
     from priorlab.data.scenes import VIEW_FOV_DEG, parse_scene, view_cameras
     from priorlab.methods.fields.generate import GenerateError, generate_nerf, load_hyperfields
-    from priorlab.methods.fields.store import TeacherStore
-    from priorlab.methods.fields.turntable import render_teacher
 
     if args.views < 1 or args.size < 1:
         raise GenerateError(f"--views {args.views} and --size {args.size} must be >= 1")
@@ -377,14 +410,11 @@ def cmd_generate(args) -> int:
         scene = parse_scene(args.prompt)     # ground truth beside it when the family has the scene
     except SceneError:
         scene = None
-    made = render_teacher(field, field.cfg, out, n_views=args.views, size=args.size, scene=scene)
-    TeacherStore(out.parent).save(out.name, field, {
-        "prompt": args.prompt.strip(), "objective": "hyperfields", "teacher_config": cfg,
-        "steps": 0, "seconds": seconds, "psnr": made.get("psnr_mean"),
-        "checkpoint": str(Path(args.checkpoint).resolve()), "text_encoder": encoder.name})
     print(f"generated in {seconds:.2f} s (one forward pass of the hypernetwork)")
-    print(f"weights:       {out / 'model.safetensors'} (a NeRFField; `priorlab render {out}`)")
-    print(f"contact sheet: {made['contact_sheet']}")
+    made = _write_nerf(field, out, args, scene, {
+        "prompt": args.prompt.strip(), "objective": "hyperfields", "teacher_config": cfg,
+        "steps": 0, "seconds": seconds, "checkpoint": str(Path(args.checkpoint).resolve()),
+        "text_encoder": encoder.name})
     if scene is not None:
         print(f"PSNR vs the exact views of {scene.slug}: {made['psnr_mean']:.2f} dB")
     return 0
@@ -398,15 +428,18 @@ def cmd_finetune(args) -> int:
     from priorlab.data.scenes import parse_scene
     from priorlab.methods.fields.finetune import FinetuneConfig, compare_finetuning, finetune_hyperfields
     from priorlab.methods.fields.generate import GenerateError, load_hyperfields
-    from priorlab.methods.fields.store import TeacherStore
-    from priorlab.methods.fields.turntable import render_teacher
 
     try:
         scene = parse_scene(args.prompt)
     except SceneError as err:
-        raise GenerateError(f"{err}. Fine-tuning fits the exact views of a scene of the family "
-                            "(`priorlab scenes list --attributes`); fine-tuning an arbitrary prompt "
-                            "needs score distillation, which is not wired for HyperFields yet") from None
+        if not args.sd_model:
+            raise GenerateError(
+                f"{err}. Without ground truth, fine-tuning needs score distillation: pass "
+                "--sd-model PATH (a local Stable Diffusion diffusers folder), or choose a scene of the "
+                "family (`priorlab scenes list --attributes`)") from None
+        scene = None
+    if args.sd_model:
+        return _finetune_sds(args, scene)
     model, _cfg, encoder = load_hyperfields(args.checkpoint)
     cfg = FinetuneConfig(target_psnr=args.target_psnr, max_steps=args.max_steps)
     out = Path(args.out) if args.out else Path("runs") / "finetuned" / scene.slug
@@ -421,15 +454,13 @@ def cmd_finetune(args) -> int:
     bar.close()
     last = curve[-1]
     reached = last["eval/psnr"] >= cfg.target_psnr
-    made = render_teacher(field, field.cfg, out, n_views=args.views, size=args.size, scene=scene)
-    TeacherStore(out.parent).save(out.name, field, {
-        "prompt": scene.prompt, "objective": "hyperfields-finetune", "teacher_config": cfg,
-        "steps": int(last["step"]), "seconds": last["seconds"], "psnr": last["eval/psnr"],
-        "curve": curve, "checkpoint": str(Path(args.checkpoint).resolve())})
     print(f"{'reached' if reached else 'did NOT reach'} {cfg.target_psnr} dB: "
           f"{last['eval/psnr']:.2f} dB held-out after {int(last['step'])} steps, {last['seconds']:.1f} s "
           f"(zero-shot start: {curve[0]['eval/psnr']:.2f} dB)")
-    print(f"weights: {out / 'model.safetensors'}   contact sheet: {made['contact_sheet']}")
+    _write_nerf(field, out, args, scene, {
+        "prompt": scene.prompt, "objective": "hyperfields-finetune", "teacher_config": cfg,
+        "steps": int(last["step"]), "seconds": last["seconds"], "psnr": last["eval/psnr"],
+        "curve": curve, "checkpoint": str(Path(args.checkpoint).resolve())})
     if args.compare:
         rows = compare_finetuning(model, encoder, scene, cfg, arms=("scratch", "pretrained"))
         rows.insert(0, {"arm": "hyperfields", "reached": reached,
@@ -441,6 +472,48 @@ def cmd_finetune(args) -> int:
                     else f"not reached in {cfg.max_steps} steps")
             print(f"  {r['arm']:<12} start {r['start_psnr']:.2f} dB, end {r['end_psnr']:.2f} dB: {took}")
         (out / "compare.json").write_text(json.dumps(rows, indent=2, default=float))
+    return 0
+
+
+def _finetune_sds(args, scene) -> int:
+    """`priorlab finetune PROMPT --sd-model PATH`: SDS fine-tuning of HyperFields on any prompt."""
+    import re
+    import time
+
+    from tqdm import tqdm
+
+    from priorlab.data.scenes import VIEW_FOV_DEG, view_cameras
+    from priorlab.methods.fields.finetune import FinetuneConfig, finetune_hyperfields_sds
+    from priorlab.methods.fields.generate import generate_nerf, load_hyperfields
+    from priorlab.methods.fields.sds import SDSConfig, StableDiffusionGuidance, check_model_path
+
+    check_model_path(args.sd_model)                 # a clear error before the models load
+    model, _cfg, encoder = load_hyperfields(args.checkpoint)
+    guidance = StableDiffusionGuidance(SDSConfig(model_path=args.sd_model, render_size=args.sd_render_size))
+    slug = re.sub(r"[^a-z0-9]+", "-", args.prompt.lower()).strip("-") or "scene"
+    out = Path(args.out) if args.out else Path("runs") / "finetuned" / slug
+    bar = tqdm(total=args.sds_steps, desc=f"sds finetune {slug}", unit="step")
+
+    def progress(step, loss):
+        bar.update(1)
+        bar.set_postfix_str(f"loss {loss:.4g}")
+
+    cfg = FinetuneConfig()
+    started = time.perf_counter()
+    tuned, losses = finetune_hyperfields_sds(model, encoder, args.prompt, guidance, cfg, args.sds_steps,
+                                             on_step=progress)
+    seconds = time.perf_counter() - started
+    bar.close()
+    c2w, _, _ = view_cameras(args.views, orbit=True, elevation=(20.0, 20.0))
+    field = generate_nerf(tuned, encoder, args.prompt, c2w, args.size, VIEW_FOV_DEG)
+    print(f"{len(losses)} SDS steps from {args.sd_model}; last loss {losses[-1]:.4g}")
+    made = _write_nerf(field, out, args, scene, {
+        "prompt": args.prompt.strip(), "objective": "hyperfields-finetune-sds", "teacher_config": cfg,
+        "steps": len(losses), "seconds": seconds, "sd_model": str(Path(args.sd_model).resolve()),
+        "losses": losses,
+        "checkpoint": str(Path(args.checkpoint).resolve())})
+    if scene is not None:
+        print(f"PSNR vs the exact views of {scene.slug}: {made['psnr_mean']:.2f} dB")
     return 0
 
 
@@ -466,12 +539,13 @@ def main(argv: list[str] | None = None) -> int:
     from priorlab.platform.farm import FarmError
     from priorlab.platform.train import TrainError
     from priorlab.methods.fields.generate import GenerateError
+    from priorlab.methods.fields.mesh import MeshError
     from priorlab.methods.fields.text import TextEncoderError
 
     try:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
-            TextEncoderError) as err:
+            MeshError, TextEncoderError) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 

@@ -208,3 +208,35 @@ def test_sds_teacher_fit_and_farm_task_with_a_local_model(sd_path, tmp_path):
     assert info["slug"] == "red-sphere" and math.isfinite(info["psnr"])
     field, meta = TeacherStore(str(tmp_path / "store")).load("red-sphere")
     assert meta["objective"] == "sds" and meta["steps"] == 2
+
+
+def test_hyperfields_finetune_with_sds_on_a_prompt_outside_the_family(sd_path, tmp_path, capsys):
+    """`priorlab finetune "a plaid teapot" --sd-model PATH`: SDS steps on the whole HyperFields
+    model (hypernetwork and shared grid), then the generated NeRF's files."""
+    from priorlab.methods.checkpoint import save_checkpoint
+    from priorlab.methods.configuration import config_to_dict
+    from priorlab.methods.fields.distill import DistillConfig, DistillFit
+    from priorlab.methods.fields.finetune import FinetuneConfig, finetune_hyperfields_sds
+    from priorlab.platform.cli import main
+
+    cfg = DistillConfig(model_dim=16, transformer_layers=1, n_heads=2, head_dim=4, hyper_hidden=8,
+                        n_levels=2, log2_hashmap_size=8, finest_resolution=16, n_samples=8,
+                        rays_per_prompt=16, image_size=8, eval_size=11, eval_views=1, n_prompts=1,
+                        scenes="a red sphere", objective="direct")
+    fit = DistillFit(cfg)
+    tuned, losses = finetune_hyperfields_sds(fit.model, fit.encoder, "a plaid teapot",
+                                             _guidance(sd_path), FinetuneConfig(), steps=2, image_size=8)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    moved = {n for n, p in tuned.named_parameters()
+             if not torch.equal(p, dict(fit.model.named_parameters())[n])}
+    assert any(n.startswith("field.grid.") for n in moved) and any(n.startswith("hyper.") for n in moved)
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, method="fields-hyper", step=0, config=config_to_dict(cfg), model=fit.model)
+    out = tmp_path / "teapot"
+    assert main(["finetune", "a plaid teapot", "--checkpoint", str(ckpt), "--sd-model", str(sd_path),
+                 "--sds-steps", "1", "--sd-render-size", "16", "--views", "1", "--size", "8",
+                 "--out", str(out)]) == 0
+    assert (out / "model.safetensors").exists() and "1 SDS steps" in capsys.readouterr().out
+    assert main(["finetune", "a plaid teapot", "--checkpoint", str(ckpt), "--sd-model",
+                 str(tmp_path / "nowhere")]) == 2
+    assert "does not download" in capsys.readouterr().err

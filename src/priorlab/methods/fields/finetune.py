@@ -10,13 +10,21 @@ starting from HyperFields, against the two baselines of Sec. 4.4.3:
   thesis pre-trains a DreamFusion NeRF to that output; here the exported NeRF *is* that output
   (same grid, the generated MLP weights), so (P) starts from it exactly.
 
-The objective is the reconstruction teachers' photometric loss on the scene's exact training
-views (the procedural family gives OOD scenes with ground truth: ``scenes.ood_scenes``); the
-thesis fine-tunes with SDS, which needs a local Stable Diffusion (``sds.py``) and is not wired
-here. Every arm is scored by held-out PSNR on the same views every ``eval_every`` steps and stops
-at the first evaluation at or above ``target_psnr``.
+The objective of the comparison is the reconstruction teachers' photometric loss on the
+scene's exact training views (the procedural family gives OOD scenes with ground truth:
+``scenes.ood_scenes``), so every arm is scored by held-out PSNR on the same views every
+``eval_every`` steps and stops at the first evaluation at or above ``target_psnr``.
+
+Prompts outside the family have no exact views: ``finetune_hyperfields_sds`` fine-tunes the
+whole model on the prompt with score distillation (Eq. 4.1; the thesis' fine-tuning), from a
+local Stable Diffusion (``sds.StableDiffusionGuidance``): each step renders one random
+DreamFusion camera at ``image_size`` from HyperFields conditioned on the prompt (one field call
+for the whole view, so the dynamic weights are those of that view, Eq. 4.4) and takes an SDS
+step on the hypernetwork and the shared grid. There is no ground truth to stop at; it runs
+``steps`` steps.
 
     rows = compare_finetuning(model, encoder, parse_scene("a red capsule"), FinetuneConfig())
+    model2, losses = finetune_hyperfields_sds(model, encoder, "a plaid teapot", guidance, cfg, 2000)
 """
 
 from __future__ import annotations
@@ -164,3 +172,34 @@ def compare_finetuning(model: HyperFields, encoder: TextEncoder, scene: Scene, c
                      "start_psnr": curve[0]["eval/psnr"], "end_psnr": curve[-1]["eval/psnr"],
                      "curve": curve})
     return rows
+
+
+def finetune_hyperfields_sds(model: HyperFields, encoder: TextEncoder, prompt: str, guidance,
+                             cfg: FinetuneConfig, steps: int, image_size: int = 64,
+                             on_step: Callable[[int, float], None] | None = None
+                             ) -> tuple[HyperFields, list[float]]:
+    """SDS fine-tuning of a copy of ``model`` on ``prompt`` (any text) for ``steps`` steps with
+    ``guidance`` (a ``sds.StableDiffusionGuidance``); returns (the fine-tuned model, losses)."""
+    from dataclasses import replace
+
+    from priorlab.methods.fields.generate import check_prompt
+    from priorlab.methods.fields.sds import sds_step
+    from priorlab.methods.fields.views import sample_cameras
+
+    cfg.validate()
+    if steps < 1 or image_size < 8:
+        raise ValueError(f"steps={steps} must be >= 1 and image_size={image_size} >= 8")
+    prompt = check_prompt(prompt, encoder)
+    model = copy.deepcopy(model).train()
+    tokens, mask = encoder.encode([prompt])
+    optimizer = torch.optim.Adam(model.param_groups(cfg.lr, cfg.grid_lr), betas=(0.9, 0.99), eps=1e-15)
+    g = torch.Generator().manual_seed(cfg.seed)
+    fcfg = replace(model.field_cfg, chunk=max(model.field_cfg.chunk, image_size * image_size))
+    losses = []
+    for step in range(1, steps + 1):
+        ct = model.condition(tokens, mask)[0]
+        losses.append(sds_step(model.scene_field(ct), fcfg, guidance, sample_cameras(1, generator=g),
+                               prompt, optimizer, image_size=image_size, generator=g))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    return model.eval(), losses
