@@ -162,3 +162,25 @@ def test_hyper_study_reports_have_thesis_tables(tmp_path, study, grid, metric):
         assert "HyperResNet-18" in rep.text and "mean" in rep.text and "sketch" in rep.text
     else:
         assert "W/O Bias" in rep.text and "l2 = 0" in rep.text and "SWA" in rep.text
+
+
+@pytest.mark.parametrize("study, grid, metrics, title", [
+    ("fields-distillation", {"objective": ["distill", "direct"]},
+     ("seen/psnr", "unseen/psnr", "gap/psnr", "seen/ssim"), "Fig. 4.10"),
+    ("fields-dynamic", {"dynamic": [True, False], "pack_size": [4, 16]}, ("seen/psnr",), "Fig. 4.9"),
+    ("fields-segmentation", {"dynamic": [True, False], "context_views": [2, 4]},
+     ("novel/miou", "novel/miou_majority", "novel/fg_iou", "novel/psnr", "seen/miou"), "Sec. 4.4.8"),
+])
+def test_fields_study_reports_have_thesis_tables(tmp_path, study, grid, metrics, title):
+    import itertools
+
+    (tmp_path / STUDY_FILE).write_text(json.dumps({"study": study, "fixed": {"steps": 2}, "seed": 0}))
+    keys = list(grid)
+    rng = np.random.default_rng(0)
+    rows = [trial_row(f"t{i}-{seed}", "TERMINATED", {**dict(zip(keys, values)), "seed": seed},
+                      {**{m: float(rng.uniform(10, 20)) for m in metrics}, "step": 2.0})
+            for i, values in enumerate(itertools.product(*grid.values())) for seed in (0, 1)]
+    ResultsStore(tmp_path).upsert(rows)
+    rep = build_report(tmp_path)
+    assert title in rep.text and "(n=2)" in rep.text and "paired" in rep.text
+    assert rep.tables_path.is_file()

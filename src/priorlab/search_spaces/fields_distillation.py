@@ -19,6 +19,7 @@ from ray import tune
 
 from priorlab.methods.fields.distill import DistillConfig
 from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
+from priorlab.search_spaces.fields_tables import distillation_tables
 from priorlab.trainables.fields_hyper import resolve_paths, train_driver_fn
 
 
@@ -45,6 +46,7 @@ STUDY = Study(
     make_scheduler=fifo_scheduler,
     default_samples=1,
     iters_key="steps",
+    tables=distillation_tables,
     extra_columns=("unseen/psnr", "gap/psnr", "seen/ssim", "unseen/ssim"),
     train_point=dict(objective="distill"),
 )

@@ -20,6 +20,7 @@ from ray import tune
 
 from priorlab.methods.fields.distill import DistillConfig
 from priorlab.search_spaces.base import Study, fifo_scheduler, grid_searcher
+from priorlab.search_spaces.fields_tables import dynamic_tables
 from priorlab.trainables.fields_hyper import resolve_paths, train_driver_fn
 
 PACK_SIZES = [4, 16, 64, 100]
@@ -49,6 +50,7 @@ STUDY = Study(
     make_scheduler=fifo_scheduler,
     default_samples=1,
     iters_key="steps",
+    tables=dynamic_tables,
     extra_columns=("seen/psnr_vs_teacher", "seen/ssim"),
     train_point=dict(dynamic=True, pack_size=4),
 )
