@@ -35,3 +35,26 @@ def write_json(name: str, payload: dict) -> Path:
     path = HERE / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2, default=float))
     return path
+
+
+def train_and_save(fit, name: str, method: str, ckpt_dir: str) -> tuple[float, Path]:
+    """Run a step-at-a-time fit (``methods.fields.stepfit.StepFit``) to ``fit.cfg.steps``, printing
+    progress every 50 steps, and save its checkpoint under ``ckpt_dir/name`` (kept if there);
+    returns (wall seconds of training, the checkpoint folder)."""
+    from priorlab.methods.checkpoint import save_checkpoint
+    from priorlab.methods.configuration import config_to_dict
+
+    cfg = fit.cfg
+    started, losses = time.perf_counter(), []
+    while fit.step < cfg.steps:
+        losses.append(fit.train_step())
+        if fit.step % 50 == 0 or fit.step == cfg.steps:
+            recent = losses[-50:]
+            print(f"[{name}] step {fit.step}/{cfg.steps}  loss {sum(recent) / len(recent):.4f}"
+                  f"  {fit.seconds / fit.step:.2f} s/step", flush=True)
+    train_s = time.perf_counter() - started
+    folder = Path(ckpt_dir) / name / f"checkpoint_{fit.step:09d}"
+    if not folder.exists():
+        save_checkpoint(folder, method=method, step=fit.step, config=config_to_dict(cfg),
+                        model=fit.model, optimizer=fit.optimizer, extra_state=fit.train_state())
+    return train_s, folder

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, train_and_save, write_json  # noqa: E402
 
 from priorlab.platform.stats import mean_ci95  # noqa: E402
 
@@ -39,24 +39,13 @@ VARIANTS = {"dynamic": True, "static": False}
 
 def train_one(args: tuple) -> dict:
     name, overrides, ckpt_dir = args
-    from priorlab.methods.checkpoint import save_checkpoint
-    from priorlab.methods.configuration import config_from_dict, config_to_dict
+    from priorlab.methods.configuration import config_from_dict
     from priorlab.methods.fields.distill import DistillConfig, DistillFit, evaluate_zero_shot
 
     torch.set_num_threads(1)
     cfg = config_from_dict(DistillConfig, overrides)
     fit = DistillFit(cfg)
-    started, losses = time.perf_counter(), []
-    while fit.step < cfg.steps:
-        losses.append(fit.train_step())
-        if fit.step % 50 == 0 or fit.step == cfg.steps:
-            print(f"[{name}] step {fit.step}/{cfg.steps}  loss {sum(losses[-50:]) / len(losses[-50:]):.4f}"
-                  f"  {fit.seconds / fit.step:.2f} s/step", flush=True)
-    train_s = time.perf_counter() - started
-    folder = Path(ckpt_dir) / name / f"checkpoint_{fit.step:09d}"
-    if not folder.exists():
-        save_checkpoint(folder, method="fields-hyper", step=fit.step, config=config_to_dict(cfg),
-                        model=fit.model, optimizer=fit.optimizer, extra_state=fit.train_state())
+    train_s, folder = train_and_save(fit, name, "fields-hyper", ckpt_dir)
     started = time.perf_counter()
     rows, summary = evaluate_zero_shot(fit)
     print(f"[{name}] evaluated 72 scenes in {time.perf_counter() - started:.0f} s", flush=True)

@@ -115,6 +115,21 @@ def test_ood_finetuning_arms_start_where_they_should(trained, encoder):
         assert torch.equal(tensor, before[name]), name
 
 
+def test_ood_arms_can_all_render_with_the_same_samples_per_ray(trained, encoder):
+    """``n_samples`` renders the HyperFields and (P) arms like (S); the weights are the model's."""
+    from priorlab.data.scenes import parse_scene
+    from priorlab.methods.fields.finetune import FinetuneConfig, finetune_hyperfields
+
+    assert trained.model.field_cfg.n_samples == 16
+    cfg = FinetuneConfig(target_psnr=60.0, max_steps=1, eval_every=1, rays_per_step=32,
+                         image_size=16, n_train_views=2, n_test_views=1, n_samples=40)
+    curve, field = finetune_hyperfields(trained.model, encoder, parse_scene("a red capsule"), cfg)
+    assert field.cfg.n_samples == 40 and trained.model.field_cfg.n_samples == 16
+    zero = finetune_hyperfields(trained.model, encoder, parse_scene("a red capsule"),
+                                FinetuneConfig(**{**cfg.__dict__, "n_samples": 0}))[0]
+    assert curve[0]["eval/psnr"] != pytest.approx(zero[0]["eval/psnr"], abs=1e-6)   # more samples
+
+
 def test_priorlab_finetune_reports_the_arms(trained, tmp_path, capsys, monkeypatch):
     from priorlab.methods.fields import finetune
     from priorlab.platform.cli import main

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -63,12 +63,15 @@ class FinetuneConfig:
     """Adam learning rate of the hypernetwork (``hyperfields`` arm; App. B.1)."""
     grid_lr: float = 1e-2
     """Adam learning rate of the hash grid (every arm)."""
+    n_samples: int = 0
+    """Samples per ray of the HyperFields and (P) arms; 0 = the checkpoint's (its distillation
+    budget, e.g. 32), while (S) uses the farm's recipe (96). Set 96 to render every arm alike."""
     seed: int = 0
 
     def validate(self) -> None:
         check_bounds(self, at_least_1=("max_steps", "eval_every", "rays_per_step", "image_size",
                                        "n_train_views", "n_test_views"),
-                     positive=("target_psnr", "lr", "grid_lr"))
+                     non_negative=("n_samples",), positive=("target_psnr", "lr", "grid_lr"))
 
     def teacher_config(self, recipe: dict | None = None) -> TeacherConfig:
         """The (S) / (P) fit: the farm's recipe with this config's budget and views."""
@@ -83,7 +86,7 @@ def finetune_hyperfields(model: HyperFields, encoder: TextEncoder, scene: Scene,
                          on_eval: Callable[[int, dict], None] | None = None):
     """Fine-tune a copy of ``model`` on ``scene``; returns (curve rows, the generated NeRF)."""
     cfg.validate()
-    model = copy.deepcopy(model).train()
+    model = _with_samples(model, cfg.n_samples).train()
     tcfg = cfg.teacher_config()
     origins, dirs, colours = training_rays(scene, tcfg)
     test = scene_views(scene, tcfg, "test")
@@ -133,6 +136,15 @@ def finetune_hyperfields(model: HyperFields, encoder: TextEncoder, scene: Scene,
     return curve, generated()
 
 
+def _with_samples(model: HyperFields, n_samples: int) -> HyperFields:
+    """A copy of ``model`` whose NeRFs are rendered (and exported) with ``n_samples`` per ray
+    (0: unchanged); the weights do not depend on it."""
+    model = copy.deepcopy(model)
+    if n_samples:
+        model.field_cfg = replace(model.field_cfg, n_samples=n_samples)
+    return model
+
+
 def finetune_nerf(scene: Scene, cfg: FinetuneConfig, field=None,
                   on_eval: Callable[[int, dict], None] | None = None):
     """(S) with ``field=None``, (P) with HyperFields' zero-shot NeRF: a reconstruction fit of
@@ -152,6 +164,7 @@ def compare_finetuning(model: HyperFields, encoder: TextEncoder, scene: Scene, c
     """One row per arm: steps and seconds to ``target_psnr`` (None if not reached), the PSNR at
     the start and at the end, and the curve."""
     rows = []
+    model = _with_samples(model, cfg.n_samples)
     for arm in arms:
         if arm == "hyperfields":
             curve, _ = finetune_hyperfields(model, encoder, scene, cfg)
@@ -180,8 +193,6 @@ def finetune_hyperfields_sds(model: HyperFields, encoder: TextEncoder, prompt: s
                              ) -> tuple[HyperFields, list[float]]:
     """SDS fine-tuning of a copy of ``model`` on ``prompt`` (any text) for ``steps`` steps with
     ``guidance`` (a ``sds.StableDiffusionGuidance``); returns (the fine-tuned model, losses)."""
-    from dataclasses import replace
-
     from priorlab.methods.fields.generate import check_prompt
     from priorlab.methods.fields.sds import sds_step
     from priorlab.methods.fields.views import sample_cameras
