@@ -42,7 +42,9 @@ USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, Ch
 
 # checkpoint method tag -> "module:function" evaluating it (loaded lazily)
 EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
-              "hyper-maml": "priorlab.methods.hyper.meta:evaluate_checkpoint"}
+              "hyper-maml": "priorlab.methods.hyper.meta:evaluate_checkpoint",
+              "fields-hyper": "priorlab.methods.fields.distill:evaluate_checkpoint",
+              "fields-seg": "priorlab.methods.fields.segfields:evaluate_checkpoint"}
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -308,8 +310,9 @@ def cmd_eval(args) -> int:
     module, fn = EVALUATORS[meta["method"]].split(":")
     metrics = getattr(importlib.import_module(module), fn)(
         located.checkpoint, resolve_data_root(args.data_dir), episodes=args.episodes, split=args.split)
-    n = int(metrics.get("eval/episodes", metrics.get("eval/tasks", args.episodes)))
-    print(f"{meta['method']} checkpoint at step {int(metrics['step'])}, {n} {args.split} episodes")
+    n = int(metrics.get("eval/episodes", metrics.get("eval/tasks", metrics.get("eval/scenes", args.episodes))))
+    unit = "scenes" if "eval/scenes" in metrics else "episodes"     # HyperFields: scenes, one pass each
+    print(f"{meta['method']} checkpoint at step {int(metrics['step'])}, {n} {args.split} {unit}")
     if "eval/acc_0shot" in metrics:  # online episodes: accuracy at each shot
         print(f"{'shot':>4}  {'accuracy':>8}  {'95% CI':>8}")
         k = 0
@@ -318,7 +321,7 @@ def cmd_eval(args) -> int:
             k += 1
         return 0
     keys = sorted(k for k in metrics if k.startswith(("eval/", "diag/")) and not k.endswith("_ci95")
-                  and k not in ("eval/tasks", "eval/episodes"))
+                  and k not in ("eval/tasks", "eval/episodes", "eval/scenes"))
     width = max(len(k) for k in keys) if keys else 6
     print(f"{'metric':<{width}}  {'value':>8}  {'95% CI':>8}")
     for k in keys:

@@ -150,3 +150,8 @@ def test_priorlab_finetune_reports_the_arms(trained, tmp_path, capsys, monkeypat
     assert (out / "model.safetensors").exists() and (out / "compare.json").exists()
     assert main(["finetune", "a plaid teapot", "--checkpoint", str(ckpt)]) == 2
     assert "score distillation" in capsys.readouterr().err
+    assert main(["eval", str(ckpt), "--split", "train", "--data-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "fields-hyper checkpoint at step 3, 1 train scenes" in printed and "eval/psnr" in printed
+    assert main(["eval", str(ckpt), "--data-dir", str(tmp_path)]) == 2     # nothing held out
+    assert "--split train" in capsys.readouterr().err

@@ -86,3 +86,20 @@ def test_a_tiny_model_learns_its_scenes_parts_beyond_a_part_blind_field(one_thre
     assert after["seen/fg_iou"] > before["seen/fg_iou"] + 0.2
     # the majority part painted over the true mask is what a field without parts could reach
     assert after["seen/miou"] > after["seen/miou_majority"]
+
+
+def test_priorlab_eval_scores_a_checkpoint_on_its_novel_scenes(tmp_path, capsys):
+    from priorlab.methods.checkpoint import save_checkpoint
+    from priorlab.methods.configuration import config_to_dict
+    from priorlab.platform.cli import main
+
+    cfg = SegFieldsConfig(**TINY)
+    fit = SegFieldsFit(cfg)
+    fit.train_step()
+    save_checkpoint(tmp_path / "ckpt", method="fields-seg", step=1, config=config_to_dict(cfg),
+                    model=fit.model)
+    assert main(["eval", str(tmp_path / "ckpt"), "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fields-seg checkpoint at step 1, 1 test scenes" in out and "eval/miou" in out
+    assert main(["eval", str(tmp_path / "ckpt"), "--split", "val", "--data-dir", str(tmp_path)]) == 2
+    assert "novel scenes (test)" in capsys.readouterr().err

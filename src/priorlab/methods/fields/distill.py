@@ -420,5 +420,37 @@ def evaluate_zero_shot(fit: DistillFit, ks=RETRIEVAL_KS) -> tuple[list[dict], di
     return rows, summary
 
 
-__all__ = ["DistillConfig", "DistillError", "DistillFit", "distillation_loss", "evaluate_zero_shot",
+def evaluate_checkpoint(path, data_root=None, *, episodes: int = 600, split: str = "test",
+                        progress: bool = True) -> dict[str, float]:
+    """`priorlab eval` for fields-hyper checkpoints: PSNR and SSIM against the exact views of the
+    unseen (zero-shot, ``split=test``) or the trained (``split=train``) scenes, at most
+    ``episodes`` of them, each generated in one forward pass; ± a 95% t-interval over scenes."""
+    from priorlab.methods.fields.generate import load_hyperfields
+    from priorlab.methods.fields.stepfit import interval_metrics
+
+    if split not in ("test", "train"):
+        raise ConfigError(f"--split {split}: fields-hyper checkpoints are scored on their unseen "
+                          "prompts (test) or their trained ones (train)")
+    model, cfg, encoder = load_hyperfields(path)
+    trained, unseen = packed_scenes(cfg)
+    scenes = (unseen if split == "test" else trained)[:episodes]
+    if not scenes:
+        raise ConfigError(f"this checkpoint holds no {split} scenes (split={cfg.split!r} holds none "
+                          "out): use --split train")
+    with torch.no_grad():
+        cts = model.condition(*encoder.encode([s.prompt for s in scenes]))
+    rows = []
+    for scene, ct in zip(scenes, cts):
+        truth = eval_views(scene, cfg)
+        views = generate_views(model, ct, truth["c2w"], cfg.eval_size, truth["fov_deg"], model.field_cfg)
+        rows.append({"psnr": float(psnr_per_image(views, truth["rgb"]).mean()),
+                     "ssim": float(ssim(views, truth["rgb"]).mean())})
+    from priorlab.methods.checkpoint import read_meta
+
+    return {**interval_metrics(rows, ("psnr", "ssim")), "eval/scenes": float(len(scenes)),
+            "step": float(read_meta(path)["step"])}
+
+
+__all__ = ["DistillConfig", "DistillError", "DistillFit", "distillation_loss", "evaluate_checkpoint",
+           "evaluate_zero_shot",
            "generate_views", "load_teachers", "packed_scenes"]

@@ -371,9 +371,31 @@ def segfield_loss(model: HyperSegFields, out: dict[str, torch.Tensor], batch: di
     return loss
 
 
+def evaluate_checkpoint(path, data_root=None, *, episodes: int = 600, split: str = "test",
+                        progress: bool = True) -> dict[str, float]:
+    """`priorlab eval` for fields-seg checkpoints: part mIoU, foreground IoU, PSNR and the
+    majority reference over the novel scenes (``split=test``) or the training scenes
+    (``split=train``), at most ``episodes`` of them, ± a 95% t-interval over scenes."""
+    from priorlab.methods.checkpoint import load_checkpoint
+    from priorlab.methods.configuration import config_from_dict
+    from priorlab.methods.fields.stepfit import interval_metrics
+
+    if split not in ("test", "train"):
+        raise ConfigError(f"--split {split}: fields-seg checkpoints are scored on their novel scenes "
+                          "(test) or their training scenes (train)")
+    ckpt = load_checkpoint(path, method="fields-seg")
+    fit = SegFieldsFit(config_from_dict(SegFieldsConfig, ckpt.config))
+    fit.model.load_state_dict(ckpt.model_state)
+    scenes = (fit.novel_scenes if split == "test" else fit.train_scenes)[:episodes]
+    if not scenes:
+        raise ConfigError(f"this checkpoint has no {split} scenes (n_novel_scenes=0?): use --split train")
+    metrics = interval_metrics(fit.score(scenes), ("miou", "fg_iou", "psnr", "miou_majority"))
+    return {**metrics, "eval/scenes": float(len(scenes)), "step": float(ckpt.step)}
+
+
 def _mean(values: dict[int, float]) -> float:
     return sum(values.values()) / len(values) if values else float("nan")
 
 
 __all__ = ["HyperSegFields", "SegFieldsConfig", "SegFieldsError", "SegFieldsFit", "ViewEncoder",
-           "generate_segmented", "load_scenes", "scene_views", "segfield_loss"]
+           "evaluate_checkpoint", "generate_segmented", "load_scenes", "scene_views", "segfield_loss"]

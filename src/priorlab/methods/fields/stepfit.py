@@ -35,3 +35,21 @@ class StepFit:
 
     def out_of_time(self) -> bool:
         return self.cfg.max_seconds > 0 and self.seconds >= self.cfg.max_seconds
+
+
+def interval_metrics(rows: list[dict], keys, prefix: str = "eval/") -> dict[str, float]:
+    """``prefix + key`` = the mean of ``key`` over ``rows`` (one per scene) and ``prefix + key +
+    "_ci95"`` its 95% t-interval half-width (what `priorlab eval` prints)."""
+    import math
+
+    from scipy import stats
+
+    out: dict[str, float] = {}
+    n = len(rows)
+    for key in keys:
+        values = torch.tensor([float(r[key]) for r in rows], dtype=torch.float64)
+        out[prefix + key] = float(values.mean())
+        if n > 1:
+            half = stats.t.ppf(0.975, n - 1) * float(values.std()) / math.sqrt(n)
+            out[prefix + key + "_ci95"] = float(half)
+    return out
