@@ -58,3 +58,11 @@ def train_and_save(fit, name: str, method: str, ckpt_dir: str) -> tuple[float, P
         save_checkpoint(folder, method=method, step=fit.step, config=config_to_dict(cfg),
                         model=fit.model, optimizer=fit.optimizer, extra_state=fit.train_state())
     return train_s, folder
+
+
+def interval(values, digits: int = 3) -> dict:
+    """{"mean", "ci95" (95% t-interval half-width), "n"} of ``values`` (``platform.stats``)."""
+    from priorlab.platform.stats import mean_ci95
+
+    ci = mean_ci95(list(values))
+    return {"mean": round(ci.mean, digits), "ci95": round(ci.half_width, digits), "n": ci.n}

@@ -27,9 +27,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HERE, table, train_and_save, write_json  # noqa: E402
+from _common import HERE, interval, table, train_and_save, write_json  # noqa: E402
 
-from priorlab.platform.stats import mean_ci95  # noqa: E402
 
 KEYS = ("miou", "fg_iou", "psnr", "miou_majority")
 
@@ -81,11 +80,6 @@ def contact_sheet(fit, rows: list[dict]) -> str:
     return str(path.relative_to(HERE.parent))
 
 
-def interval(values) -> dict:
-    ci = mean_ci95(list(values))
-    return {"mean": round(ci.mean, 4), "ci95": round(ci.half_width, 4), "n": ci.n}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=800)
@@ -101,7 +95,7 @@ def main() -> None:
     for res in results:
         entry = {"train_s": res["train_s"], "checkpoint": res["checkpoint"], "per_scene": res["rows"]}
         for split, rows in res["rows"].items():
-            entry[split] = {k: interval(r[k] for r in rows) for k in KEYS}
+            entry[split] = {k: interval((r[k] for r in rows), digits=4) for k in KEYS}
             shown.append({"variant": res["variant"], "split": split, "scenes": len(rows),
                           **{k: f"{entry[split][k]['mean']:.3f} +- {entry[split][k]['ci95']:.3f}" for k in KEYS}})
         per_variant[res["variant"]] = entry
@@ -112,7 +106,7 @@ def main() -> None:
     for split in ("seen", "novel"):
         dyn = {r["slug"]: r for r in per_variant["dynamic"]["per_scene"][split]}
         sta = {r["slug"]: r for r in per_variant["static"]["per_scene"][split]}
-        paired[split] = interval(dyn[s]["miou"] - sta[s]["miou"] for s in dyn)
+        paired[split] = interval((dyn[s]["miou"] - sta[s]["miou"] for s in dyn), digits=4)
         print(f"dynamic - static mIoU, {split}: {paired[split]['mean']:+.3f} +- {paired[split]['ci95']:.3f} "
               f"(95% t-interval over {paired[split]['n']} scenes, paired)")
     for name, entry in per_variant.items():

@@ -30,9 +30,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, train_and_save, write_json  # noqa: E402
+from _common import interval, table, train_and_save, write_json  # noqa: E402
 
-from priorlab.platform.stats import mean_ci95  # noqa: E402
 
 VARIANTS = {"dynamic": True, "static": False}
 
@@ -51,11 +50,6 @@ def train_one(args: tuple) -> dict:
     print(f"[{name}] evaluated 72 scenes in {time.perf_counter() - started:.0f} s", flush=True)
     return {"variant": name, "train_s": round(train_s, 1), "checkpoint": str(folder),
             "rows": rows, "summary": summary}
-
-
-def interval(values) -> dict:
-    ci = mean_ci95(list(values))
-    return {"mean": round(ci.mean, 3), "ci95": round(ci.half_width, 3), "n": ci.n}
 
 
 def main() -> None:

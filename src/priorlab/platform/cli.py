@@ -199,6 +199,13 @@ def _nerf_output_options(parser, default_out: str) -> None:
                         help="density of the surface for --mesh (default: stable-dreamfusion's 10)")
 
 
+def _prompt_slug(prompt: str) -> str:
+    """The default output folder name of a prompt ("a Red torus!" -> "a-red-torus")."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-") or "scene"
+
+
 def _write_nerf(field, out: Path, args, scene, meta: dict) -> dict:
     """Turntable + contact sheet (beside the ground truth when ``scene`` is one of the family), the
     NeRF as a teacher-store entry, and with ``--mesh`` a PLY; prints where they went."""
@@ -394,7 +401,6 @@ def cmd_render(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    import re
     import time
 
     from priorlab.data.scenes import VIEW_FOV_DEG, parse_scene, view_cameras
@@ -403,7 +409,7 @@ def cmd_generate(args) -> int:
     if args.views < 1 or args.size < 1:
         raise GenerateError(f"--views {args.views} and --size {args.size} must be >= 1")
     model, cfg, encoder = load_hyperfields(args.checkpoint)
-    slug = re.sub(r"[^a-z0-9]+", "-", args.prompt.lower()).strip("-") or "scene"
+    slug = _prompt_slug(args.prompt)
     out = Path(args.out) if args.out else Path("runs") / "generated" / slug
     c2w, _, _ = view_cameras(args.views, orbit=True, elevation=(20.0, 20.0))  # the turntable's
     started = time.perf_counter()
@@ -480,7 +486,6 @@ def cmd_finetune(args) -> int:
 
 def _finetune_sds(args, scene) -> int:
     """`priorlab finetune PROMPT --sd-model PATH`: SDS fine-tuning of HyperFields on any prompt."""
-    import re
     import time
 
     from tqdm import tqdm
@@ -493,7 +498,7 @@ def _finetune_sds(args, scene) -> int:
     check_model_path(args.sd_model)                 # a clear error before the models load
     model, _cfg, encoder = load_hyperfields(args.checkpoint)
     guidance = StableDiffusionGuidance(SDSConfig(model_path=args.sd_model, render_size=args.sd_render_size))
-    slug = re.sub(r"[^a-z0-9]+", "-", args.prompt.lower()).strip("-") or "scene"
+    slug = _prompt_slug(args.prompt)
     out = Path(args.out) if args.out else Path("runs") / "finetuned" / slug
     bar = tqdm(total=args.sds_steps, desc=f"sds finetune {slug}", unit="step")
 

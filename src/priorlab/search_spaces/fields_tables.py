@@ -57,38 +57,44 @@ def distillation_tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportT
     return out
 
 
+def _dynamic_grid(df: pd.DataFrame, factor: str, metric: str, title: str, paired_title: str,
+                  col_name, spec: str) -> tuple[ReportTable, ReportTable | None]:
+    """``metric`` over dynamic / static x ``factor`` (mean ± t-interval over seeds), and the
+    paired dynamic - static difference per level of ``factor`` when both choices ran."""
+    grid = ReportTable(title=f"{title}, {SEEDS_CI}",
+                       frame=interval_table(df, "config/dynamic", factor, metric, col_name=col_name,
+                                            spec=spec))
+    paired = None
+    if df["config/dynamic"].nunique() == 2:
+        paired = ReportTable(title=f"{paired_title}, {PAIRED}",
+                             frame=_paired_rows(df, "config/dynamic", False, True, metric, factor))
+    return grid, paired
+
+
 def dynamic_tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
     if not {"config/dynamic", "config/pack_size", "seen/psnr"} <= set(df.columns):
         return []
-    out = [ReportTable(
-        title=f"Dynamic vs static conditioning while packing scenes (cf. Fig. 4.9): packed scenes' "
-              f"PSNR (dB) against the exact views, {SEEDS_CI}",
-        frame=interval_table(df, "config/dynamic", "config/pack_size", "seen/psnr",
-                             col_name=lambda n: f"{int(n)} scenes", spec=".2f"))]
-    if df["config/dynamic"].nunique() == 2:
-        out.append(ReportTable(title=f"dynamic - static, packed scenes' PSNR (dB), {PAIRED}",
-                               frame=_paired_rows(df, "config/dynamic", False, True, "seen/psnr",
-                                                  "config/pack_size")))
-    return out
+    grid, paired = _dynamic_grid(
+        df, "config/pack_size", "seen/psnr",
+        "Dynamic vs static conditioning while packing scenes (cf. Fig. 4.9): packed scenes' "
+        "PSNR (dB) against the exact views", "dynamic - static, packed scenes' PSNR (dB)",
+        lambda n: f"{int(n)} scenes", ".2f")
+    return [t for t in (grid, paired) if t is not None]
 
 
 def segmentation_tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
     if not {"config/dynamic", "config/context_views", "novel/miou"} <= set(df.columns):
         return []
-    out = [ReportTable(
-        title=f"HyperSegmentationFields on novel scenes (cf. Sec. 4.4.8): part mIoU from novel views, "
-              f"dynamic / static x context views, {SEEDS_CI}",
-        frame=interval_table(df, "config/dynamic", "config/context_views", "novel/miou",
-                             col_name=lambda n: f"{int(n)} views", spec=".3f")),
-           ReportTable(
+    grid, paired = _dynamic_grid(
+        df, "config/context_views", "novel/miou",
+        "HyperSegmentationFields on novel scenes (cf. Sec. 4.4.8): part mIoU from novel views, "
+        "dynamic / static x context views", "dynamic - static, novel mIoU",
+        lambda n: f"{int(n)} views", ".3f")
+    beside = ReportTable(
         title="Beside it: foreground IoU, PSNR (dB) and the majority-part reference (the true mask "
               "painted with the scene's most frequent part) on novel scenes, mean ± 95% t-interval "
               "over the trials at each level (seeds x context views)",
         frame=_columns_table(df, "config/dynamic", {
             "novel/miou": "mIoU", "novel/miou_majority": "majority-part mIoU",
-            "novel/fg_iou": "foreground IoU", "novel/psnr": "PSNR", "seen/miou": "seen mIoU"}, ".3f"))]
-    if df["config/dynamic"].nunique() == 2:
-        out.append(ReportTable(title=f"dynamic - static, novel mIoU, {PAIRED}",
-                               frame=_paired_rows(df, "config/dynamic", False, True, "novel/miou",
-                                                  "config/context_views")))
-    return out
+            "novel/fg_iou": "foreground IoU", "novel/psnr": "PSNR", "seen/miou": "seen mIoU"}, ".3f"))
+    return [t for t in (grid, beside, paired) if t is not None]

@@ -8,6 +8,7 @@ written in config field names.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 import time
@@ -161,6 +162,16 @@ def fit_saver(method: str, fit, cfg, model):
                                model=model, optimizer=fit.optimizer, metrics=metrics,
                                extra_state=fit.train_state())
     return save
+
+
+def with_absolute_path(config: dict[str, Any], key: str, default: str = "") -> dict[str, Any]:
+    """``config`` with the local path under ``key`` (``default`` when absent) made absolute in the
+    folder the command was started in: trials and workers start in other folders. Empty values
+    and URIs (``s3://...``) are left as they are."""
+    value = str(config.get(key, default) or "")
+    if value and "://" not in value and not os.path.isabs(value):
+        config = {**config, key: os.path.abspath(value)}
+    return config
 
 
 def run_stepped_fit(fit, cfg, method: str) -> None:

@@ -15,14 +15,14 @@ uninterrupted one would have done.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import ray.train
 
 from priorlab.methods.configuration import ConfigError
 from priorlab.methods.fields.distill import DistillConfig, DistillFit, missing_teachers, packed_scenes
-from priorlab.trainables.common import build_method_trainer, fit_in_tune, run_stepped_fit, worker_setup
+from priorlab.trainables.common import (build_method_trainer, fit_in_tune, run_stepped_fit,
+                                        with_absolute_path, worker_setup)
 
 METHOD = "fields-hyper"
 
@@ -38,10 +38,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 def resolve_paths(config: dict[str, Any]) -> dict[str, Any]:
     """Trials and workers start in other folders: a local relative teacher store (the default
     included) becomes absolute, relative to the folder the command was started in."""
-    teachers = config.get("teachers", DistillConfig.teachers)
-    if teachers and "://" not in str(teachers) and not os.path.isabs(str(teachers)):
-        config = {**config, "teachers": os.path.abspath(str(teachers))}
-    return config
+    return with_absolute_path(config, "teachers", DistillConfig.teachers)
 
 
 def _check(cfg: DistillConfig, res) -> None:

@@ -14,14 +14,14 @@ random draws follow from (seed, step), so a resumed fit repeats what an uninterr
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import ray.train
 
 from priorlab.methods.configuration import ConfigError
 from priorlab.methods.fields.segfields import SegFieldsConfig, SegFieldsFit
-from priorlab.trainables.common import build_method_trainer, fit_in_tune, run_stepped_fit, worker_setup
+from priorlab.trainables.common import (build_method_trainer, fit_in_tune, run_stepped_fit,
+                                        with_absolute_path, worker_setup)
 
 METHOD = "fields-seg"
 
@@ -33,10 +33,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
 def resolve_paths(config: dict[str, Any]) -> dict[str, Any]:
     """A relative ShapeNet folder becomes absolute in the launching folder (trials chdir)."""
-    root = config.get("shapenet_root", "")
-    if root and not os.path.isabs(str(root)):
-        config = {**config, "shapenet_root": os.path.abspath(str(root))}
-    return config
+    return with_absolute_path(config, "shapenet_root")
 
 
 def _check(cfg: SegFieldsConfig, res) -> None:

@@ -317,11 +317,7 @@ class DistillFit(StepFit):
         rows = []
         for scene, ct in zip(scenes, cts):
             truth = self._truth(scene)
-            views = generate_views(self.model, ct, truth["c2w"], self.cfg.eval_size,
-                                   truth["fov_deg"], self.fcfg)
-            row = {"slug": scene.slug, "views": views,
-                   "psnr": float(psnr_per_image(views, truth["rgb"]).mean()),
-                   "ssim": float(ssim(views, truth["rgb"]).mean())}
+            row = {"slug": scene.slug, **score_views(self.model, ct, truth, self.cfg.eval_size)}
             if scene.slug in teacher_of:
                 if "teacher_rgb" not in truth:               # teachers are fixed: render once
                     teacher = teacher_of[scene.slug]
@@ -330,7 +326,7 @@ class DistillFit(StepFit):
                             teacher, truth["c2w"], self.cfg.eval_size, self.cfg.eval_size,
                             truth["fov_deg"], teacher.cfg, occupancy=teacher.occupancy)["rgb"]
                 ref = truth["teacher_rgb"]
-                row["psnr_vs_teacher"] = float(psnr_per_image(views, ref).mean())
+                row["psnr_vs_teacher"] = float(psnr_per_image(row["views"], ref).mean())
             rows.append(row)
         return rows
 
@@ -420,11 +416,21 @@ def evaluate_zero_shot(fit: DistillFit, ks=RETRIEVAL_KS) -> tuple[list[dict], di
     return rows, summary
 
 
+def score_views(model: HyperFields, ct: torch.Tensor, truth: dict[str, torch.Tensor],
+                size: int) -> dict:
+    """The scene of CT generated in one forward pass and rendered from ``truth``'s cameras
+    (``eval_views``): its views and their PSNR and SSIM against the exact ones."""
+    views = generate_views(model, ct, truth["c2w"], size, truth["fov_deg"], model.field_cfg)
+    return {"views": views, "psnr": float(psnr_per_image(views, truth["rgb"]).mean()),
+            "ssim": float(ssim(views, truth["rgb"]).mean())}
+
+
 def evaluate_checkpoint(path, data_root=None, *, episodes: int = 600, split: str = "test",
                         progress: bool = True) -> dict[str, float]:
     """`priorlab eval` for fields-hyper checkpoints: PSNR and SSIM against the exact views of the
     unseen (zero-shot, ``split=test``) or the trained (``split=train``) scenes, at most
     ``episodes`` of them, each generated in one forward pass; ± a 95% t-interval over scenes."""
+    from priorlab.methods.checkpoint import read_meta
     from priorlab.methods.fields.generate import load_hyperfields
     from priorlab.methods.fields.stepfit import interval_metrics
 
@@ -439,18 +445,10 @@ def evaluate_checkpoint(path, data_root=None, *, episodes: int = 600, split: str
                           "out): use --split train")
     with torch.no_grad():
         cts = model.condition(*encoder.encode([s.prompt for s in scenes]))
-    rows = []
-    for scene, ct in zip(scenes, cts):
-        truth = eval_views(scene, cfg)
-        views = generate_views(model, ct, truth["c2w"], cfg.eval_size, truth["fov_deg"], model.field_cfg)
-        rows.append({"psnr": float(psnr_per_image(views, truth["rgb"]).mean()),
-                     "ssim": float(ssim(views, truth["rgb"]).mean())})
-    from priorlab.methods.checkpoint import read_meta
-
+    rows = [score_views(model, ct, eval_views(scene, cfg), cfg.eval_size) for scene, ct in zip(scenes, cts)]
     return {**interval_metrics(rows, ("psnr", "ssim")), "eval/scenes": float(len(scenes)),
             "step": float(read_meta(path)["step"])}
 
 
 __all__ = ["DistillConfig", "DistillError", "DistillFit", "distillation_loss", "evaluate_checkpoint",
-           "evaluate_zero_shot",
-           "generate_views", "load_teachers", "packed_scenes"]
+           "evaluate_zero_shot", "generate_views", "load_teachers", "packed_scenes", "score_views"]

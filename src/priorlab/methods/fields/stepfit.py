@@ -39,17 +39,14 @@ class StepFit:
 
 def interval_metrics(rows: list[dict], keys, prefix: str = "eval/") -> dict[str, float]:
     """``prefix + key`` = the mean of ``key`` over ``rows`` (one per scene) and ``prefix + key +
-    "_ci95"`` its 95% t-interval half-width (what `priorlab eval` prints)."""
-    import math
-
-    from scipy import stats
+    "_ci95"`` its 95% t-interval half-width (``platform.stats.mean_ci95``, numpy only; what
+    `priorlab eval` prints)."""
+    from priorlab.platform.stats import mean_ci95
 
     out: dict[str, float] = {}
-    n = len(rows)
     for key in keys:
-        values = torch.tensor([float(r[key]) for r in rows], dtype=torch.float64)
-        out[prefix + key] = float(values.mean())
-        if n > 1:
-            half = stats.t.ppf(0.975, n - 1) * float(values.std()) / math.sqrt(n)
-            out[prefix + key + "_ci95"] = float(half)
+        ci = mean_ci95(r[key] for r in rows)
+        out[prefix + key] = ci.mean
+        if ci.n > 1:
+            out[prefix + key + "_ci95"] = ci.half_width
     return out
