@@ -45,6 +45,8 @@ def test_bad_segmentation_runs_are_refused_in_the_driver(tmp_path):
         build_trainer(dict(base, workers=2))
     with pytest.raises(ConfigError, match="shapenet_root"):
         build_trainer(dict(base, source="shapenet"))
+    with pytest.raises(ConfigError, match="set n_parts=12"):       # the mug's handle is class 12
+        build_trainer(dict(base, n_parts=3))
     assert resolve_paths({"shapenet_root": "data/sn"})["shapenet_root"].endswith("/data/sn")
     study = get_study("fields-segmentation")
     assert study.method == "fields-seg" and study.metric == "novel/miou"

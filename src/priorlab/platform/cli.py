@@ -547,13 +547,14 @@ def main(argv: list[str] | None = None) -> int:
     from priorlab.platform.farm import FarmError
     from priorlab.platform.train import TrainError
     from priorlab.methods.fields.generate import GenerateError
+    from priorlab.data.shapenet import ShapeNetError
     from priorlab.methods.fields.mesh import MeshError
     from priorlab.methods.fields.text import TextEncoderError
 
     try:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
-            MeshError, TextEncoderError) as err:
+            MeshError, ShapeNetError, TextEncoderError) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 

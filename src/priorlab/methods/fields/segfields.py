@@ -65,7 +65,7 @@ BACKGROUND_OPACITY = 0.5
 VIEW_SEEDS = {"context": 11, "target": 23, "eval": 2_000_029}
 
 
-class SegFieldsError(ValueError):
+class SegFieldsError(ConfigError):
     """Bad segmentation-fields input (no scenes, labels beyond the classifier, a bad view set)."""
 
 
@@ -150,6 +150,7 @@ class SegFieldsConfig:
                               "halves it twice)")
         self.hyper_config().validate()
         self.field_config()
+        check_parts(self)
 
     def hyper_config(self) -> HyperFieldsConfig:
         return HyperFieldsConfig(text_dim=self.token_dim, model_dim=self.model_dim,
@@ -238,6 +239,27 @@ def load_scenes(cfg: SegFieldsConfig) -> tuple[list, list]:
             [test[i] for i in range(min(cfg.n_novel_scenes, len(test)))])
 
 
+def check_parts(cfg: SegFieldsConfig) -> None:
+    """A SegFieldsError unless ``n_parts`` covers the largest part label the configured scenes
+    can carry (``PART_CLASSES`` of the procedural shapes; K of a ShapeNet category). Cheap (it
+    renders nothing), so ``SegFieldsConfig.validate`` runs it: the CLI refuses a bad run before
+    Ray starts."""
+    if cfg.source == "procedural":
+        from priorlab.data.sdf import PART_CLASSES, shape_parts
+
+        shapes = [s.strip() for s in cfg.shapes.split(";") if s.strip()]
+        top = max((PART_CLASSES.index(p) for s in shapes for p in shape_parts(s)), default=0)
+    else:
+        from priorlab.data.shapenet import ShapeNetParts
+
+        cats = [c.strip() for c in cfg.shapenet_categories.split(";") if c.strip()] or None
+        data = ShapeNetParts(cfg.shapenet_root, split="train", categories=cats)
+        top = max((data.num_parts(c) for c in data.categories), default=0)
+    if top > cfg.n_parts:
+        raise SegFieldsError(f"the scenes have part labels up to {top} but n_parts={cfg.n_parts}: "
+                             f"set n_parts={top}")
+
+
 def scene_views(scene, kind: str, n_views: int, size: int) -> dict[str, torch.Tensor]:
     """A scene's ``kind`` views (context / target / eval) with labels, from cameras seeded by the
     scene's slug and the kind, so the three sets never share a camera."""
@@ -283,10 +305,6 @@ class SegFieldsFit(StepFit):
             self.targets.append({"origins": origins.reshape(-1, 3), "dirs": dirs.reshape(-1, 3),
                                  "rgb": v["rgb"].reshape(-1, 3), "opacity": v["opacity"].reshape(-1),
                                  "labels": v["labels"].reshape(-1)})
-        top = max(int(t["labels"].max()) for t in self.targets)
-        if top > cfg.n_parts:
-            raise SegFieldsError(f"the scenes have part labels up to {top} but n_parts={cfg.n_parts}: "
-                                 f"set n_parts={top}")
         self.background = torch.tensor(self.fcfg.background, dtype=torch.float32)
         self.step, self.seconds = 0, 0.0
         self._eval_cache: dict[str, dict[str, torch.Tensor]] = {}
@@ -398,4 +416,4 @@ def _mean(values: dict[int, float]) -> float:
 
 
 __all__ = ["HyperSegFields", "SegFieldsConfig", "SegFieldsError", "SegFieldsFit", "ViewEncoder",
-           "evaluate_checkpoint", "generate_segmented", "load_scenes", "scene_views", "segfield_loss"]
+           "check_parts", "evaluate_checkpoint", "generate_segmented", "load_scenes", "scene_views", "segfield_loss"]
