@@ -185,6 +185,60 @@ DATASETS: dict[str, list[RemoteFile]] = {
                             url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                             relpath="cifar/cifar-100-python.tar.gz",
                             md5="eb9058c3a382ffc7106e4002c42a8d85")],
+    # Molecules (thesis Ch. 5), read by data/molecules.py. MoleculeNet's BACE from DeepChem; its
+    # canonical md5 is the one TorchDrug's BACE loader checks. The shared data root's copy names
+    # the SMILES column `smiles` where DeepChem's says `mol` (the loader takes either), so its
+    # digest is an alternate (sha256 computed from that copy, 2026-11-27).
+    "bace": [RemoteFile(
+        name="moleculenet bace.csv",
+        url="https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/bace.csv",
+        relpath="moleculenet/bace.csv", md5="ba7f8fa3fdf463a811fa7edea8c982c2",
+        alternates=(Digest("sha256", "f5883a575aa37d3f6a28d5a1ba797c514ef15a57ad613ed4705652f7e9b8b897",
+                           "BACE copy in the priorlab shared data root (SMILES column `smiles`)"),))],
+    # The other MoleculeNet sets are chemprop's CSVs (first column SMILES, then one column per
+    # task), not DeepChem's BBBP.csv / clintox.csv.gz / tox21.csv.gz (other columns, gzip). URLs
+    # pin the chemprop commits whose files have the same size and content as the shared data
+    # root's copies; the digests were computed from those copies (2026-11-27).
+    **{name: [RemoteFile(
+        name=f"moleculenet {file}",
+        url=f"https://raw.githubusercontent.com/chemprop/chemprop/{commit}/data/{file}",
+        relpath=f"moleculenet/{file}", sha256=sha256)]
+       for name, file, commit, sha256 in (
+           ("bbbp", "bbbp.csv", "a68ade20f227862fe6265c46f021c78217a324ab",
+            "a61e17872cbec0743a6147dc802a1f7550acfe8dc1053f881f4c42a3ce2dc597"),
+           ("clintox", "clintox.csv", "b83635bcddaddcdb91d453128edec9f2be0d25cf",
+            "cc561402d058a0d996a9f5e5d02bc20f6652b7003525b32c3598b8da4b24e9b7"),
+           ("tox21", "tox21.csv", "b83635bcddaddcdb91d453128edec9f2be0d25cf",
+            "b58cc1f683e78e3c7a1bf7116e9aac0119804018d100f7b8cdb0857941c31aca"),
+           ("sider", "sider.csv", "b83635bcddaddcdb91d453128edec9f2be0d25cf",
+            "71efc6ac4ca82d6545bc512509863281be0f17234afd7adaf71a71899988302e"),
+           ("freesolv", "freesolv.csv", "b83635bcddaddcdb91d453128edec9f2be0d25cf",
+            "97d74c86228d4c16c0fbbf063bb8280354d8152db09a85ade8517a2f43bd9824"),
+           # gzip bytes not compared with chemprop's (binary): the digest is the shared copy's
+           ("hiv", "hiv.csv.gz", "a68ade20f227862fe6265c46f021c78217a324ab",
+            "0a4a7390d6f22035c293e8e0d500655d76233b35f0f68ab128f3ceccdd97a297"),
+       )},
+    # QM9 SMILES. DeepChem's qm9.csv (mol_id, smiles and 18 property columns; the loader reads
+    # `smiles`); its sha256 as recorded by a public dataset card (HTTP Content-Length 29,856,825),
+    # not checked from here. The shared data root holds a smiles-only copy of the same 133,885
+    # rows, accepted as an alternate.
+    "qm9": [RemoteFile(
+        name="qm9.csv", url="https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/qm9.csv",
+        relpath="qm9/qm9.csv",
+        sha256="3e668f8c34e4bc392a90d417a50a5eed3b64b842a817a633024bdc054c68ccb4",
+        alternates=(Digest("sha256", "80c060e299a44112b89be3fc6d95145dfeda97aa3eab1e2662aafdfbb00f7929",
+                           "smiles-only QM9 copy in the priorlab shared data root"),))],
+    # MOSES as shipped in the molsets package (molecularsets/moses, column SMILES); digests
+    # computed from the shared data root's copies (2026-11-27).
+    "moses": [RemoteFile(
+        name=f"moses {split}.csv.gz",
+        url=f"https://raw.githubusercontent.com/molecularsets/moses/master/moses/dataset/data/{split}.csv.gz",
+        relpath=f"moses/{split}.csv.gz", sha256=sha256)
+        for split, sha256 in (
+            ("train", "786f0313aa6b9ba5514df685f885742a70ea8d86f1a4fa48115f7f80a634265c"),
+            ("test", "f896fbf3764f88d94670b9959e5872c600c12152a18233823e820761b7a791b2"),
+            ("test_scaffolds", "adffb2192c1bfe31ab0e13154d4af19a37dc18bdbf3cd7b4491e04405128adde"),
+        )],
 }
 
 
