@@ -86,3 +86,69 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------- molecules (Ch. 5)
+# Small, well-known molecules with varied ring systems (so scaffold splits have three parts).
+FIXTURE_SMILES = [
+    "CC(=O)Oc1ccccc1C(=O)O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "O=C(O)c1ccccc1O", "CN1CCC[C@H]1c1cccnc1",
+    "c1ccc2ccccc2c1", "c1ccc(-c2ccccc2)cc1", "C1CCCCC1", "c1ccncc1", "c1ccoc1", "c1ccsc1",
+    "C1CCNCC1", "C1COCCN1", "c1ccc2[nH]ccc2c1", "c1ccc2ncccc2c1", "O=C1CCCCC1",
+    "CCOC(=O)c1ccccc1N", "Clc1ccc(Cl)cc1", "Fc1ccccc1F", "Brc1cccnc1", "OC1CCCC1",
+    "NC(=O)c1cccnc1", "CC1=CC(=O)CC(C)(C)C1", "O=S(=O)(N)c1ccc(N)cc1", "CCN(CC)CCOC(=O)c1ccc(N)cc1",
+    "COc1ccc2[nH]cc(CCN)c2c1", "CC(C)NCC(O)c1ccc(O)c(O)c1", "O=C(O)CCc1ccccc1",
+    "c1ccc(Nc2ccccc2)cc1", "C1CC2CCC1C2", "c1cnc2[nH]cnc2c1", "O=c1cc[nH]c(=O)[nH]1",
+    "CC(=O)c1ccc2ccccc2c1", "OCC1OC(O)C(O)C(O)C1O", "CCCCCCCC(=O)O", "CCOCC", "CCN",
+    "NCCc1ccc(O)c(O)c1", "CN(C)C(=N)N=C(N)N",
+]
+
+
+@pytest.fixture(scope="session")
+def molecule_root(tmp_path_factory) -> Path:
+    """A data root with a BACE-format CSV (labels from a simple rule, so heads can learn something)
+    and a QM9-format CSV of small molecules, in their canonical layouts."""
+    import csv
+
+    root = tmp_path_factory.mktemp("molecule-data")
+    (root / "moleculenet").mkdir()
+    with open(root / "moleculenet" / "bace.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mol", "CID", "Class", "Model", "pIC50"])
+        for i, s in enumerate(FIXTURE_SMILES):
+            label = int("N" in s or "n" in s)
+            part = ("Train", "Valid", "Test")[0 if i % 5 < 3 else (1 if i % 5 == 3 else 2)]
+            w.writerow([s, f"BACE_{i}", label, part, 5.0 + label])
+    (root / "qm9").mkdir()
+    qm9 = ["C", "N", "O", "CC", "CO", "CN", "C#C", "C=O", "CCO", "CC=O", "CCN", "COC", "C1CC1",
+           "CC#N", "NC=O", "OCC#C", "CC(C)C", "CC(C)O", "C1CO1", "CCCO", "NCC=O", "OC=O",
+           "CC(=O)O", "C1CCC1", "CNC", "FC(F)F", "CC(F)F", "OCCO", "NCCN", "C=CC=O"] * 2
+    with open(root / "qm9" / "qm9.csv", "w") as f:
+        f.write("smiles\n" + "\n".join(qm9) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_checkpoint(tmp_path_factory) -> Path:
+    """A molecules-pretrain checkpoint of a tiny, randomly initialised diffusion model whose
+    vocabulary covers the fixture molecules (heavy atoms: C, N, O, F, S, Cl, Br)."""
+    import torch
+
+    from priorlab.data.molecules import ConformerParams, generate_conformers
+    from priorlab.methods.checkpoint import save_checkpoint
+    from priorlab.methods.configuration import config_to_dict
+    from priorlab.methods.molecules.config import PretrainConfig
+    from priorlab.methods.molecules.diffusion import MolecularDiffusion
+    from priorlab.methods.molecules.graphs import DRUGS_VOCAB, encode_record, marginals
+
+    torch.manual_seed(0)
+    graphs = [encode_record(r, DRUGS_VOCAB) for s in FIXTURE_SMILES[:12]
+              for r in generate_conformers(s, ConformerParams()) if r["status"] == "ok"]
+    model = MolecularDiffusion(DRUGS_VOCAB, marginals(graphs, DRUGS_VOCAB), T=50,
+                               denoiser=dict(n_layers=2, hidden=16, edge_hidden=8))
+    cfg = PretrainConfig(dataset="moses", with_hydrogens=False, n_layers=2, hidden=16,
+                         edge_hidden=8, diffusion_steps=50)
+    folder = tmp_path_factory.mktemp("tiny-midi") / "checkpoint_000000001"
+    save_checkpoint(folder, method="molecules-pretrain", step=1, config=config_to_dict(cfg),
+                    model=model, spec=model.to_spec())
+    return folder

@@ -94,10 +94,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     metrics: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
+    spec: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint into ``directory`` (created; must not already hold a checkpoint).
 
-    ``model`` is a module or its state dict already gathered (e.g. from ZeRO shards)."""
+    ``model`` is a module or its state dict already gathered (e.g. from ZeRO shards). ``spec``: a
+    JSON-able description the model is rebuilt from besides its config (e.g. a molecular
+    diffusion model's vocabulary and data marginals), kept in meta.json."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -109,6 +112,8 @@ def save_checkpoint(
         state.update(extra_state or {})
         torch.save(state, tmp / TRAIN_STATE)
         meta = {"method": method, "step": int(step), "config": config, "metrics": metrics or {}}
+        if spec is not None:
+            meta["spec"] = spec
         (tmp / META).write_text(json.dumps(meta, indent=2, default=float))
         if directory.exists() and any(directory.iterdir()):
             raise CheckpointError(f"{directory} already holds files; refusing to overwrite it")
@@ -130,6 +135,7 @@ class LoadedCheckpoint:
     metrics: dict[str, Any]
     model_state: dict[str, torch.Tensor]
     train_state: dict[str, Any] | None
+    spec: dict[str, Any] | None = None
 
 
 _HOW_TO_FIX = ("use another checkpoint of the same run (the previous checkpoint_* folder), or "
@@ -227,4 +233,5 @@ def load_checkpoint(
     return LoadedCheckpoint(
         path=directory, method=meta["method"], step=int(meta["step"]), config=meta["config"],
         metrics=meta.get("metrics", {}), model_state=model_state, train_state=train_state,
+        spec=meta.get("spec"),
     )

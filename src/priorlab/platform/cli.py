@@ -13,6 +13,8 @@
     priorlab render <store>/<slug> [--views 8] [--out DIR]
     priorlab generate "a red torus" --checkpoint CKPT [--views 8] [--size 64] [--out DIR]
     priorlab finetune "a red capsule" --checkpoint CKPT [--target-psnr 25] [--compare]
+    priorlab score CHECKPOINT --smiles FILE|-
+    priorlab molecules conformers bace [--limit N] | sample CHECKPOINT [--n 64]
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -33,6 +35,7 @@ from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
 from priorlab.methods.fields.store import StoreError
+from priorlab.platform import cli_molecules
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
@@ -44,7 +47,9 @@ USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, Ch
 EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
               "hyper-maml": "priorlab.methods.hyper.meta:evaluate_checkpoint",
               "fields-hyper": "priorlab.methods.fields.distill:evaluate_checkpoint",
-              "fields-seg": "priorlab.methods.fields.segfields:evaluate_checkpoint"}
+              "fields-seg": "priorlab.methods.fields.segfields:evaluate_checkpoint",
+              "molecules-pretrain": "priorlab.methods.molecules.pretrain:evaluate_checkpoint",
+              "molecules-scorer": "priorlab.methods.molecules.scorer:evaluate_checkpoint"}
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -183,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--sd-render-size", type=int, default=512,
                     help="side of the image the VAE encodes with --sd-model (SD's 512)")
     _nerf_output_options(fi, "runs/finetuned/<slug>")
+    cli_molecules.add_parsers(sub, _add_data_dir)
     return parser
 
 
@@ -538,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
                "render": cmd_render, "generate": cmd_generate,
-               "finetune": cmd_finetune}[args.command]
+               "finetune": cmd_finetune, **cli_molecules.HANDLERS}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
@@ -554,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
-            MeshError, ShapeNetError, TextEncoderError) as err:
+            MeshError, ShapeNetError, TextEncoderError, *cli_molecules.user_errors()) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,8 @@ STUDIES: dict[str, str] = {
     "fields-dynamic": "priorlab.search_spaces.fields_dynamic",
     "fields-distillation": "priorlab.search_spaces.fields_distillation",
     "fields-segmentation": "priorlab.search_spaces.fields_segmentation",
+    "molecules-pretrain": "priorlab.search_spaces.molecules_pretrain",
+    "molecules-features": "priorlab.search_spaces.molecules_features",
 }
 
 

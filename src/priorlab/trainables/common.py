@@ -153,14 +153,16 @@ def resume_fit(fit, method: str) -> int:
 
 def fit_saver(method: str, fit, cfg, model):
     """``save(folder, metrics=None)`` for ``report_with_checkpoint``: ``model``'s weights,
-    ``fit.optimizer``, ``fit.train_state()`` and the config, at ``fit.step``."""
+    ``fit.optimizer``, ``fit.train_state()`` and the config, at ``fit.step``; ``fit.spec()`` too
+    where the fit has one (what rebuilds its model besides the config)."""
     from priorlab.methods.checkpoint import save_checkpoint
     from priorlab.methods.configuration import config_to_dict
 
     def save(folder, metrics=None):
         return save_checkpoint(folder, method=method, step=fit.step, config=config_to_dict(cfg),
                                model=model, optimizer=fit.optimizer, metrics=metrics,
-                               extra_state=fit.train_state())
+                               extra_state=fit.train_state(),
+                               spec=fit.spec() if hasattr(fit, "spec") else None)
     return save
 
 
