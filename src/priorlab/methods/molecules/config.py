@@ -88,8 +88,9 @@ class FeaturesConfig:
 
     dataset: str = "bace"
     """A MoleculeNet set (``data.molecules.MOLECULENET``); BACE's label is ``Class``."""
-    feature_set: str = "ecfp+midi"
-    """``ecfp``, ``midi``, ``chemberta`` or a ``+`` concatenation (``chemberta+midi``: Table 5.1)."""
+    feature_set: str = "ecfp"
+    """``ecfp``, ``midi``, ``chemberta`` or a ``+`` concatenation (``chemberta+midi``: Table 5.1).
+    The default needs no model, so a config runs anywhere; ``midi`` needs ``midi_checkpoint``."""
     midi_checkpoint: str = ""
     """A molecules-pretrain checkpoint folder (or a run/experiment folder holding one); needed
     when the feature set has ``midi``."""

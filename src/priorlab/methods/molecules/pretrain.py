@@ -210,11 +210,10 @@ def sample_and_score(model, n: int, *, seed: int = 0, progress: bool = False,
         if progress:
             print(f"[priorlab] generated {len(samples)}/{n} molecules "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    scores = score_samples(samples)
-    if train_smiles is not None:
-        from priorlab.methods.molecules.quality import novelty
-
-        scores["novelty"] = novelty([s for s in scores.get("valid_smiles", [])], train_smiles)
+    # Without hydrogens the stabilities are undefined (NaN): validity still checks valences,
+    # RDKit filling in the implicit hydrogens.
+    scores = score_samples(samples, train_smiles=train_smiles,
+                           with_hydrogens=model.vocab.with_hydrogens)
     scores = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     return scores, samples
 
