@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="k-shot accuracies of a checkpoint on held-out episodes")
     ev.add_argument("checkpoint", help="a checkpoint folder, a trial's run folder (its latest "
                     "checkpoint) or an experiment folder (its best finished trial)")
-    ev.add_argument("--episodes", type=int, default=1000)
+    ev.add_argument("--episodes", type=int, default=1000,
+                    help="episodes (memory, MAML); molecules generated (molecules-pretrain: "
+                         "try 256, 500 denoising steps each batch of 64)")
     ev.add_argument("--split", default="test")
     _add_data_dir(ev)
 
@@ -325,6 +327,8 @@ def cmd_eval(args) -> int:
         located.checkpoint, resolve_data_root(args.data_dir), episodes=args.episodes, split=args.split)
     n = int(metrics.get("eval/episodes", metrics.get("eval/tasks", metrics.get("eval/scenes", args.episodes))))
     unit = "scenes" if "eval/scenes" in metrics else "episodes"     # HyperFields: scenes, one pass each
+    if meta["method"].startswith("molecules-"):    # test molecules scored, or molecules generated
+        unit = "molecules" if meta["method"] == "molecules-scorer" else "generated molecules"
     print(f"{meta['method']} checkpoint at step {int(metrics['step'])}, {n} {args.split} {unit}")
     if "eval/acc_0shot" in metrics:  # online episodes: accuracy at each shot
         print(f"{'shot':>4}  {'accuracy':>8}  {'95% CI':>8}")

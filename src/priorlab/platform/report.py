@@ -139,7 +139,7 @@ def summarise(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.D
 PM = "\u00b1"
 PLUS_MINUS_NOTE = (f"{PM} = std over the n trials of each choice (the trials may differ in other "
                    "searched keys or seeds); n = 1: {pm} = 95% interval over that trial's "
-                   "evaluation episodes (marked *)").replace("{pm}", PM)
+                   "{over} (marked *)").replace("{pm}", PM)
 
 
 def _format(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> str:
@@ -328,7 +328,7 @@ def build_report(experiment: str | Path) -> Report:
                             "final reports):\n" + _format(done_table, group_by, metrics))
         elif completed.empty:
             sections.append("No trial ran to the end of its budget.")
-    sections.append(PLUS_MINUS_NOTE)
+    sections.append(PLUS_MINUS_NOTE.format(over=study.trial_interval))
     if fail_text:
         sections.append(fail_text)
     text = "\n\n".join(sections)

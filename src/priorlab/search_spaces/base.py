@@ -63,6 +63,8 @@ class Study:
     where the method's own defaults (the paper's) do not fit the laptop budget."""
     chance: Callable[[dict[str, Any]], float | None] = lambda config: None
     """Chance level of the study metric for a config (e.g. 1 / n_way), drawn on the plot; None: none."""
+    trial_interval: str = "evaluation episodes"
+    """What a trial's own ``<metric>_ci95`` is an interval over (printed under the report's table)."""
     resolve: Callable[[dict[str, Any]], dict[str, Any]] = lambda config: config
     """Applied to the fixed config in the launching process (``train``/``sweep``), before trials
     start in their own folders: e.g. relative local paths made absolute."""

@@ -179,8 +179,9 @@ STUDY = Study(
     make_scheduler=fifo_scheduler,
     prepare_data=prepare_data,
     default_samples=1,
-    iters_key="epochs",
+    iters_key="n_splits",  # a trial's length: its splits (`--max-iters 5` = five scaffold splits)
     tables=tables,
     extra_columns=("test/auroc", "test/auroc_ci95", "floor/auroc", "noise_t", "layer"),
     train_point=dict(feature_set="ecfp", noise_t=10, layer=3),
+    trial_interval="runs (scaffold splits x head seeds; t-interval)",
 )

@@ -107,7 +107,10 @@ def run_protocol(cfg: FeaturesConfig, data_root, *, progress: bool = True) -> Pr
     excluded = [(table.smiles[i], errors[i]) for i in sorted(errors)]
     smiles = [s for s, k in zip(table.smiles, keep) if k]
     X, Y = X[keep], table.labels[keep]
-    predefined = None if table.predefined_split is None else np.asarray(table.predefined_split)[keep]
+    # Splits are drawn on the whole table, then the excluded molecules leave their parts: every
+    # feature set of the same seed sees the same splits (up to the molecules it cannot featurise),
+    # so their runs pair.
+    position = np.cumsum(keep) - 1
     fp, fp_errors = ecfp(smiles, radius=2, n_bits=2048)
     if fp_errors:  # the same RDKit parse as above: cannot fail for kept molecules
         raise RuntimeError(f"ECFP failed for kept molecules: {fp_errors}")
@@ -117,7 +120,8 @@ def run_protocol(cfg: FeaturesConfig, data_root, *, progress: bool = True) -> Pr
     metrics: dict[str, float] = {}
     scorer = None
     for split_seed in range(cfg.seed * n_splits, (cfg.seed + 1) * n_splits):
-        tr, va, te = split_indices(cfg, smiles, predefined, split_seed)
+        parts = split_indices(cfg, table.smiles, table.predefined_split, split_seed)
+        tr, va, te = (position[p[keep[p]]] for p in map(np.asarray, parts))
         floor = random_forest_floor(fp[tr], Y[tr], fp[te], Y[te], seed=split_seed)
         floor_runs.append(floor)
         for head_seed in range(cfg.seed * cfg.n_head_seeds, (cfg.seed + 1) * cfg.n_head_seeds):
@@ -144,7 +148,7 @@ def run_protocol(cfg: FeaturesConfig, data_root, *, progress: bool = True) -> Pr
         "floor/auroc": fl.mean, "floor/auroc_ci95": fl.half_width if fl.n > 1 else math.nan,
         "data/n_molecules": float(len(table.smiles)), "data/n_excluded": float(len(excluded)),
         "data/n_parse_failures": float(len(table.failures)), "data/feature_dim": float(X.shape[1]),
-        "runs": float(len(runs)), "step": 1.0,
+        "runs": float(len(runs)), "step": float(n_splits),
     })
     return ProtocolResult(metrics=metrics, scorer=scorer, excluded=excluded,
                           parse_failures=list(table.failures))

@@ -139,12 +139,11 @@ def evaluate_checkpoint(checkpoint, data_root, *, episodes: int = 0, split: str 
     table = load_moleculenet(cfg.dataset, data_root)
     X, errors = scorer.extractor.transform(table.smiles, data_root=data_root)
     keep = np.array([i not in errors for i in range(len(table.smiles))])
-    smiles = [s for s, k in zip(table.smiles, keep) if k]
-    predefined = None if table.predefined_split is None else np.asarray(table.predefined_split)[keep]
     n_splits = 1 if cfg.split == "predefined" else cfg.n_splits
-    _tr, va, te = split_indices(cfg, smiles, predefined, cfg.seed * n_splits)
-    rows = te if split == "test" else va
-    y, p = table.labels[keep][rows], predict(scorer.head, X[keep][rows])
+    _tr, va, te = split_indices(cfg, table.smiles, table.predefined_split, cfg.seed * n_splits)
+    rows = np.asarray(te if split == "test" else va)
+    rows = rows[keep[rows]]                  # as in training: the split of the whole table
+    y, p = table.labels[rows], predict(scorer.head, X[rows])
     point, lo, hi = bootstrap_auroc(y, p, n_boot=cfg.n_boot, seed=cfg.seed)
     return {"step": float(read_meta(checkpoint)["step"]), "eval/auroc": point,
             "eval/auroc_ci95": (hi - lo) / 2, "eval/tasks": float(len(rows)),
