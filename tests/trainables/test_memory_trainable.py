@@ -27,43 +27,29 @@ def test_ray_data_stream_equals_in_process_sampler(ray_session, data_root):
         assert np.array_equal(row["x"], x) and np.array_equal(row["y"], y)
 
 
-def test_trainable_checkpoints_and_resumes_at_saved_step(ray_session, data_root, tmp_path,
-                                                         tiny_memory_config):
+def test_resumed_run_follows_the_uninterrupted_trajectory(ray_session, data_root, tmp_path,
+                                                          tiny_memory_config):
+    """Interrupted at step 4 and resumed to 8 (same run name, longer budget) == run straight to
+    8: same reported losses and accuracies, same weights (tolerance 1e-6: the same CPU ops on the
+    same episodes); the checkpoint holds the optimiser and RNG states."""
+    import torch
+
     from priorlab.methods.checkpoint import load_checkpoint
     from priorlab.trainables.common import latest_saved_step
     from priorlab.trainables.memory import fit
 
-    base = dict(tiny_memory_config, data_root=str(data_root), storage_path=str(tmp_path),
-                run_name="resume-me")
-    first = fit(base)
-    assert first.metrics["step"] == 4 and first.metrics["train/start_step"] == 0
-    assert {"train/loss", "eval/acc_1shot", "eval/acc_2shot"} <= set(first.metrics)
-    assert latest_saved_step(tmp_path / "resume-me") == 4
-    ckpt = load_checkpoint(first.checkpoint.path, method="memory")
-    assert ckpt.step == 4 and "optimizer" in ckpt.train_state and "rng" in ckpt.train_state
-
-    # Same run name, longer budget: training continues from step 4, not from 0.
-    second = fit(dict(base, max_iters=6))
-    assert second.metrics["train/start_step"] == 4
-    assert second.metrics["step"] == 6
-    meta = json.loads((tmp_path / "resume-me" / "checkpoint_000000006" / "meta.json").read_text())
-    assert meta["step"] == 6 and meta["config"]["max_iters"] == 6
-
-
-def test_resumed_run_follows_the_uninterrupted_trajectory(ray_session, data_root, tmp_path,
-                                                          tiny_memory_config):
-    """Interrupted at step 4 and resumed to 8 == run straight to 8: same reported losses and
-    accuracies, same weights (tolerance 1e-6: the same CPU ops on the same episodes)."""
-    import torch
-
-    from priorlab.methods.checkpoint import load_checkpoint
-    from priorlab.trainables.memory import fit
-
     base = dict(tiny_memory_config, max_iters=8, data_root=str(data_root), storage_path=str(tmp_path))
     fit(dict(base, run_name="straight"))
-    fit(dict(base, run_name="cut", max_iters=4))
+    first = fit(dict(base, run_name="cut", max_iters=4))
+    assert first.metrics["step"] == 4 and first.metrics["train/start_step"] == 0
+    assert {"train/loss", "eval/acc_1shot", "eval/acc_2shot"} <= set(first.metrics)
+    assert latest_saved_step(tmp_path / "cut") == 4
+    ckpt = load_checkpoint(first.checkpoint.path, method="memory")
+    assert ckpt.step == 4 and "optimizer" in ckpt.train_state and "rng" in ckpt.train_state
     resumed = fit(dict(base, run_name="cut"))
-    assert resumed.metrics["train/start_step"] == 4
+    assert resumed.metrics["train/start_step"] == 4 and resumed.metrics["step"] == 8
+    meta = json.loads((tmp_path / "cut" / "checkpoint_000000008" / "meta.json").read_text())
+    assert meta["step"] == 8 and meta["config"]["max_iters"] == 8
     for step in (6, 8):  # the reports made after the resume
         a = load_checkpoint(tmp_path / "straight" / f"checkpoint_{step:09d}", method="memory")
         b = load_checkpoint(tmp_path / "cut" / f"checkpoint_{step:09d}", method="memory")

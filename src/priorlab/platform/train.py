@@ -101,13 +101,14 @@ def _check_same_run(run_dir: Path, study: str, fixed: dict[str, Any], iters_key:
     before = json.loads(path.read_text())
     if before.get("study") != study:
         raise TrainError(f"{run_dir} is a run of {before.get('study')!r}, not {study!r}; choose another --name")
+    # A run's length may grow on resume (its iterations, or its time budget); nothing else.
     changed = {k: (before["config"].get(k), v) for k, v in fixed.items()
-               if k != iters_key and before["config"].get(k) != v}
+               if k not in (iters_key, "max_seconds") and before["config"].get(k) != v}
     if changed:
         listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
         raise TrainError(f"run {run_dir.name} was started with another config ({listed}); its "
                          "checkpoints were trained with the old values. Resume with the same values "
-                         f"(only {iters_key} may change), or start a new run with another --name")
+                         f"(only {iters_key} and max_seconds may change), or start a new run with another --name")
     return True
 
 
