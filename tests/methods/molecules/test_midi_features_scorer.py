@@ -133,3 +133,24 @@ def test_score_command_prints_one_line_per_input(molecule_root, tmp_path, monkey
     assert lines[2].startswith("error\tC1CC\tunparseable")
     assert lines[3].endswith("\tc1ccccc1O")
     assert main(["score", str(folder), "--smiles", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_chemberta_features_travel_inside_the_scorer(molecule_root, tmp_path):
+    """A ChemBERTa-style feature set (a tiny random RoBERTa: no weights here) through the protocol;
+    the scorer checkpoint carries a copy of the model folder, so it scores without the original."""
+    import shutil
+
+    from priorlab.methods.molecules.fingerprints import build_tiny_roberta
+    from priorlab.methods.molecules.protocol import run_protocol
+    from priorlab.methods.molecules.scorer import MoleculeScorer
+
+    model_dir = build_tiny_roberta(tmp_path / "tiny-roberta", hidden=16)
+    cfg = FeaturesConfig(feature_set="chemberta+ecfp", chemberta_path=str(model_dir), n_splits=1,
+                         epochs=5, patience=2, n_boot=10, hidden=8, ecfp_bits=256)
+    result = run_protocol(cfg, molecule_root, progress=False)
+    assert result.metrics["data/feature_dim"] == 16 + 256
+    folder = result.scorer.save(tmp_path / "ckpt")
+    shutil.rmtree(model_dir)
+    before = result.scorer.score(["CCO", "c1ccccc1N"])
+    after = MoleculeScorer.load(folder).score(["CCO", "c1ccccc1N"])
+    assert [a.score for a in after] == pytest.approx([b.score for b in before], abs=1e-5)
