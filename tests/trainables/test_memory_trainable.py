@@ -128,14 +128,3 @@ def test_two_workers_train_with_ddp_on_cpu(ray_session, data_root, tmp_path, tin
     metrics = trainer.fit().metrics
     assert metrics["param_diff"] == 0.0
     assert metrics["grad_norm"] > 0 and metrics["grad_rel_diff"] < 1e-5
-
-
-def test_two_worker_trainable_checkpoints(ray_session, data_root, tmp_path, tiny_memory_config):
-    """The real trainable with 2 workers: rank 0 reports and checkpoints."""
-    from priorlab.trainables.memory import fit
-
-    cfg = dict(tiny_memory_config, max_iters=2, eval_every=2, workers=2, cpus_per_worker=0.5,
-               data_root=str(data_root), storage_path=str(tmp_path), run_name="ddp")
-    result = fit(cfg)
-    assert result.metrics["step"] == 2 and 0.0 <= result.metrics["eval/acc_1shot"] <= 1.0
-    assert (tmp_path / "ddp" / "checkpoint_000000002" / "model.pt").is_file()
