@@ -22,14 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HERE, table, write_json  # noqa: E402
 
 
-def runs_of(row: pd.Series) -> list[float]:
-    keys = sorted((k for k in row.index if k.startswith("test/auroc_run") and pd.notna(row[k])),
-                  key=lambda k: int(k[len("test/auroc_run"):]))
-    return [float(row[k]) for k in keys]
-
-
 def main() -> None:
     from priorlab.platform.stats import mean_ci95
+    from priorlab.search_spaces.molecules_features import run_values
 
     experiment = Path(sys.argv[1])
     df = pd.read_parquet(experiment / "results.parquet")
@@ -39,7 +34,7 @@ def main() -> None:
         name = r["config/feature_set"]
         out[name] = {"test_auroc": r["test/auroc"], "ci95_over_runs": r["test/auroc_ci95"],
                      "bootstrap95": [r["test/auroc_lo"], r["test/auroc_hi"]],
-                     "valid_auroc": r["valid/auroc"], "runs": runs_of(r),
+                     "valid_auroc": r["valid/auroc"], "runs": run_values(r),
                      "rf_floor": r["floor/auroc"], "rf_floor_ci95": r["floor/auroc_ci95"],
                      "excluded": r["data/n_excluded"]}
         rows.append({"features": name, "test AUROC": f"{r['test/auroc']:.3f} ± {r['test/auroc_ci95']:.3f}",

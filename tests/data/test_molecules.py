@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from priorlab.data import molecules
+from priorlab.data import conformers
 from priorlab.data.molecules import (
     MOLECULENET,
     ConformerCache,
@@ -309,10 +309,10 @@ def test_bad_molecules_give_a_failure_record_not_an_exception(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated embedding crash")
 
-    monkeypatch.setattr(molecules.rdDistGeom, "EmbedMultipleConfs", boom)
+    monkeypatch.setattr(conformers.rdDistGeom, "EmbedMultipleConfs", boom)
     (crashed,) = generate_conformers("CCO", PARAMS)
     assert crashed["status"] == "failed" and "simulated embedding crash" in crashed["reason"]
-    monkeypatch.setattr(molecules.rdDistGeom, "EmbedMultipleConfs", lambda *a, **k: [])
+    monkeypatch.setattr(conformers.rdDistGeom, "EmbedMultipleConfs", lambda *a, **k: [])
     (empty,) = generate_conformers("CCO", PARAMS)
     assert "max_attempts=200" in empty["reason"]
 

@@ -245,6 +245,12 @@ _DEFAULTS = {"conf_id": -1, "atomic_numbers": [], "formal_charges": [], "positio
              "forcefield": "none", "reason": ""}
 
 
+def complete_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with every column of the cache's schema (a failure has no atoms): Parquet parts
+    and Ray Data blocks need one schema."""
+    return {**_DEFAULTS, "status": "ok", **record}
+
+
 def _schema():
     import pyarrow as pa
 
@@ -309,7 +315,7 @@ class ConformerCache:
             if missing or (r["status"] == "ok" and any(f not in r for f in _DEFAULTS)):
                 raise ValueError(f"not a conformer record (fields {sorted(r)}): see the record "
                                  "format in priorlab.data.molecules")
-            rows.append({**_DEFAULTS, **r})
+            rows.append(complete_record(r))
         if not rows:
             return None
         table = pa.Table.from_pylist(rows, schema=_schema())
@@ -401,6 +407,20 @@ def _keys_of(smiles: Sequence[str], params: ConformerParams, salts: str,
             canonical = s.strip() if isinstance(s, str) else str(s)
         keys.append(conformer_key(canonical, params))
     return keys
+
+
+def cached_records(cache: ConformerCache, smiles: Sequence[str], params: ConformerParams, *,
+                   on_missing=None) -> list[list[dict[str, Any]]]:
+    """The cached records of each SMILES of ``smiles``, in order, after embedding the missing ones
+    in this process and caching them (their failures included: a molecule without a conformer
+    gets its failure record). ``on_missing(n)`` is called first when n > 0 are missing."""
+    todo = cache.missing(list(smiles), params)
+    if todo:
+        if on_missing is not None:
+            on_missing(len(todo))
+        cache.put([r for s in todo for r in generate_conformers(s, params)])
+    found = cache_lookup(cache, smiles, params)
+    return [found.get(s, []) for s in smiles]
 
 
 def cache_lookup(cache: ConformerCache, smiles: Sequence[str], params: ConformerParams, *,

@@ -43,7 +43,6 @@ from typing import Any, Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import rdDistGeom  # noqa: F401 - kept as molecules.rdDistGeom (tests patch it)
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
@@ -54,6 +53,8 @@ from priorlab.data.conformers import (
     ConformerParams,
     CorruptCacheError,
     cache_lookup,
+    cached_records,
+    complete_record,
     conformer_key,
     generate_conformers,
     records_to_mol,
@@ -71,7 +72,7 @@ __all__ = [
     "scaffold_of", "scaffold_split", "random_split",
     # re-exported from priorlab.data.conformers
     "ConformerParams", "conformer_key", "generate_conformers", "records_to_mol",
-    "CorruptCacheError", "ConformerCache", "cache_lookup",
+    "CorruptCacheError", "ConformerCache", "cache_lookup", "cached_records", "complete_record",
 ]
 
 # ----------------------------------------------------------------------------- parsing

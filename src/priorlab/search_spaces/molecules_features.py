@@ -134,7 +134,7 @@ def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
         base = best[best["config/feature_set"] == name[: -len("+midi")]]
         if base.empty:
             continue
-        a, b = _runs(base.iloc[0]), _runs(r)
+        a, b = run_values(base.iloc[0]), run_values(r)
         n = min(len(a), len(b))
         if n:
             ci = mean_ci95(np.asarray(b[:n]) - np.asarray(a[:n]))
@@ -154,7 +154,8 @@ def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
     return out
 
 
-def _runs(row: pd.Series) -> list[float]:
+def run_values(row: pd.Series) -> list[float]:
+    """A trial's per-run test AUROCs (``test/auroc_run<i>``) in run order."""
     keys = sorted((k for k in row.index if k.startswith("test/auroc_run") and pd.notna(row[k])),
                   key=lambda k: int(k[len("test/auroc_run"):]))
     return [float(row[k]) for k in keys]

@@ -26,19 +26,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from priorlab.data.molecules import ConformerCache, ConformerParams, generate_conformers
+from priorlab.data.molecules import (ConformerCache, ConformerParams, complete_record,
+                                     generate_conformers)
 
 RECORD_COLUMNS = ("key", "smiles", "conf_id", "atomic_numbers", "formal_charges", "positions",
                   "bond_src", "bond_dst", "bond_type", "energy", "forcefield", "status", "reason")
-
-
-def complete_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A record with every column (a failure has no atoms): Ray Data blocks and Parquet parts
-    need one schema."""
-    defaults = {"conf_id": -1, "atomic_numbers": [], "formal_charges": [], "positions": [],
-                "bond_src": [], "bond_dst": [], "bond_type": [], "energy": math.nan,
-                "forcefield": "none", "status": "ok", "reason": ""}
-    return {**defaults, **record}
 
 
 def _generate_block(batch: dict[str, np.ndarray], params: ConformerParams) -> dict[str, list]:
@@ -188,11 +180,11 @@ def ensure_midi_features(smiles: Sequence[str], cfg, data_root, *, block_size: i
     from priorlab.data.root import resolve_cache_dir
     from priorlab.methods.configuration import config_to_dict
     from priorlab.methods.molecules.feature_cache import FeatureCache
-    from priorlab.methods.molecules.featurize import FeatureSetExtractor
+    from priorlab.methods.molecules.featurize import checkpoint_digest, midi_recipe
 
     recipe_cfg = {**config_to_dict(cfg), "feature_set": "midi", "chemberta_path": ""}
-    probe = FeatureSetExtractor.from_config(type(cfg)(**recipe_cfg))
-    cache = FeatureCache(resolve_cache_dir(data_root, "molecule_features"), probe.midi_recipe())
+    recipe = midi_recipe(cfg, checkpoint_digest(cfg.midi_checkpoint))  # the driver needs no model
+    cache = FeatureCache(resolve_cache_dir(data_root, "molecule_features"), recipe)
     todo = cache.missing(list(smiles))
     if not todo:
         return math.nan

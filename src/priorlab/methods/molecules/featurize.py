@@ -27,6 +27,23 @@ import numpy as np
 from priorlab.methods.molecules.config import FeaturesConfig
 
 
+def checkpoint_digest(checkpoint) -> str:
+    """The digest of a molecules-pretrain checkpoint's weights (the feature cache's key), read
+    from the file without loading the model."""
+    from pathlib import Path
+
+    from priorlab.methods.molecules.feature_cache import file_digest
+
+    return file_digest(Path(checkpoint) / "model.pt")
+
+
+def midi_recipe(cfg: FeaturesConfig, weights_digest: str) -> dict[str, Any]:
+    """Every setting that changes a diffusion feature: the feature cache's key."""
+    return {"kind": "midi", "weights": weights_digest, "noise_t": cfg.noise_t,
+            "layer": cfg.layer, "pool": cfg.pool, "n_conformers": cfg.n_conformers,
+            "conformer_seed": cfg.conformer_seed, "seed": cfg.seed, "version": 1}
+
+
 @dataclass
 class FeatureSetExtractor:
     parts: tuple[str, ...]
@@ -47,20 +64,15 @@ class FeatureSetExtractor:
         diffusion, digest, encoder = None, "", None
         if "midi" in parts:
             from priorlab.methods.molecules.pretrain import load_diffusion
-            from priorlab.methods.molecules.feature_cache import file_digest
-            from pathlib import Path
 
             diffusion, _meta = load_diffusion(cfg.midi_checkpoint)
-            digest = file_digest(Path(cfg.midi_checkpoint) / "model.pt")
+            digest = checkpoint_digest(cfg.midi_checkpoint)
         if "chemberta" in parts:
             encoder = SmilesEncoder(cfg.chemberta_path)
         return cls(parts=parts, cfg=cfg, diffusion=diffusion, diffusion_digest=digest, encoder=encoder)
 
     def midi_recipe(self) -> dict[str, Any]:
-        c = self.cfg
-        return {"kind": "midi", "weights": self.diffusion_digest, "noise_t": c.noise_t,
-                "layer": c.layer, "pool": c.pool, "n_conformers": c.n_conformers,
-                "conformer_seed": c.conformer_seed, "seed": c.seed, "version": 1}
+        return midi_recipe(self.cfg, self.diffusion_digest)
 
     def chemberta_recipe(self) -> dict[str, Any]:
         return {"kind": "chemberta", "model": self.encoder.name, "version": 1}
@@ -128,23 +140,21 @@ class FeatureSetExtractor:
         return X, errors
 
     def _midi(self, smiles: list[str], data_root, progress: bool, max_heavy_atoms: int):
-        from priorlab.data.molecules import ConformerParams, cache_lookup, generate_conformers
+        from priorlab.data.molecules import ConformerParams, generate_conformers
         from priorlab.methods.molecules.midi_features import midi_features
 
         params = ConformerParams(n_conformers=self.cfg.n_conformers, seed=self.cfg.conformer_seed)
         if data_root is not None:
-            from priorlab.data.molecules import ConformerCache
+            from priorlab.data.molecules import ConformerCache, cached_records
             from priorlab.data.root import resolve_cache_dir
 
-            cache = ConformerCache(resolve_cache_dir(data_root, "conformers"))
-            todo = cache.missing(smiles, params)
-            if todo:
+            def announce(n: int) -> None:
                 if progress:
-                    print(f"[priorlab] embedding {len(todo)} molecules without cached conformers",
+                    print(f"[priorlab] embedding {n} molecules without cached conformers",
                           file=sys.stderr, flush=True)
-                cache.put([r for s in todo for r in generate_conformers(s, params)])
-            found = cache_lookup(cache, smiles, params)
-            records = [found.get(s, []) for s in smiles]
+
+            records = cached_records(ConformerCache(resolve_cache_dir(data_root, "conformers")),
+                                     smiles, params, on_missing=announce)
         else:
             records = [generate_conformers(s, params, max_heavy_atoms=max_heavy_atoms) for s in smiles]
         return midi_features(self.diffusion, records, t=self.cfg.noise_t, layer=self.cfg.layer,

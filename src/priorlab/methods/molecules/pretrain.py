@@ -59,19 +59,15 @@ def load_pretraining_records(cfg: PretrainConfig, data_root) -> tuple[list[list[
     """Cached conformers of the run's molecules, one list of conformers per molecule (molecules
     without a conformer are left out here: their failures were reported when they were cached).
     Missing ones are generated in this process (the driver normally made them with Ray Data)."""
-    from priorlab.data.molecules import (ConformerCache, ConformerParams, cache_lookup,
-                                         generate_conformers)
+    from priorlab.data.molecules import ConformerCache, ConformerParams, cached_records
     from priorlab.data.root import resolve_cache_dir
 
     params = ConformerParams(n_conformers=cfg.n_conformers, seed=cfg.conformer_seed)
     cache = ConformerCache(resolve_cache_dir(data_root, "conformers"))
     out = []
     for smiles in pretraining_smiles(cfg, data_root):
-        todo = cache.missing(smiles, params)
-        if todo:
-            cache.put([r for s in todo for r in generate_conformers(s, params)])
-        found = cache_lookup(cache, smiles, params)
-        out.append([[r for r in found.get(s, []) if r.get("status") == "ok"] for s in smiles])
+        out.append([[r for r in recs if r.get("status") == "ok"]
+                    for recs in cached_records(cache, smiles, params)])
     train, valid = ([m for m in part if m] for part in out)
     return train, valid
 
@@ -170,13 +166,13 @@ class PretrainFit(StepFit):
         self.model.eval()
         if not self.valid_graphs:
             return {}
+        from priorlab.methods.molecules.graphs import collate
+
         g = torch.Generator().manual_seed(self.cfg.seed + 7)
         totals: dict[str, float] = {}
         n = 0
         for lo in range(0, len(self.valid_graphs), batch_size):
             graphs = [c[0] for c in self.valid_graphs[lo:lo + batch_size]]
-            from priorlab.methods.molecules.graphs import collate
-
             loss, parts = self.model.loss(collate(graphs), g)
             w = len(graphs)
             n += w

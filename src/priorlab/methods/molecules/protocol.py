@@ -66,6 +66,14 @@ def split_indices(cfg: FeaturesConfig, smiles: list[str], predefined, split_seed
     return tuple(np.flatnonzero(predefined == part) for part in ("train", "valid", "test"))
 
 
+def kept_split(cfg: FeaturesConfig, table, keep: np.ndarray, split_seed: int):
+    """(train, valid, test) row indices of ``table`` for ``split_seed``: the split is drawn on the
+    whole table, then the rows ``keep`` leaves out (molecules a feature set cannot featurise) leave
+    their parts, so every feature set of a seed sees the same splits and their runs pair."""
+    parts = split_indices(cfg, table.smiles, table.predefined_split, split_seed)
+    return tuple(p[keep[p]] for p in map(np.asarray, parts))
+
+
 def hierarchical_bootstrap(runs: list[tuple[np.ndarray, np.ndarray]], n_boot: int, seed: int):
     """95% percentile interval of the mean test AUROC over runs, resampling each run's test
     molecules (resamples with a single class are redrawn)."""
@@ -107,10 +115,7 @@ def run_protocol(cfg: FeaturesConfig, data_root, *, progress: bool = True) -> Pr
     excluded = [(table.smiles[i], errors[i]) for i in sorted(errors)]
     smiles = [s for s, k in zip(table.smiles, keep) if k]
     X, Y = X[keep], table.labels[keep]
-    # Splits are drawn on the whole table, then the excluded molecules leave their parts: every
-    # feature set of the same seed sees the same splits (up to the molecules it cannot featurise),
-    # so their runs pair.
-    position = np.cumsum(keep) - 1
+    position = np.cumsum(keep) - 1          # table row -> row of the kept molecules
     fp, fp_errors = ecfp(smiles, radius=2, n_bits=2048)
     if fp_errors:  # the same RDKit parse as above: cannot fail for kept molecules
         raise RuntimeError(f"ECFP failed for kept molecules: {fp_errors}")
@@ -120,8 +125,7 @@ def run_protocol(cfg: FeaturesConfig, data_root, *, progress: bool = True) -> Pr
     metrics: dict[str, float] = {}
     scorer = None
     for split_seed in range(cfg.seed * n_splits, (cfg.seed + 1) * n_splits):
-        parts = split_indices(cfg, table.smiles, table.predefined_split, split_seed)
-        tr, va, te = (position[p[keep[p]]] for p in map(np.asarray, parts))
+        tr, va, te = (position[p] for p in kept_split(cfg, table, keep, split_seed))
         floor = random_forest_floor(fp[tr], Y[tr], fp[te], Y[te], seed=split_seed)
         floor_runs.append(floor)
         for head_seed in range(cfg.seed * cfg.n_head_seeds, (cfg.seed + 1) * cfg.n_head_seeds):

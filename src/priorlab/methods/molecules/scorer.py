@@ -132,7 +132,7 @@ def evaluate_checkpoint(checkpoint, data_root, *, episodes: int = 0, split: str 
     from priorlab.methods.checkpoint import read_meta
     from priorlab.methods.molecules.evaluation import bootstrap_auroc
     from priorlab.methods.molecules.head import predict
-    from priorlab.methods.molecules.protocol import split_indices
+    from priorlab.methods.molecules.protocol import kept_split
 
     scorer = MoleculeScorer.load(checkpoint)
     cfg = scorer.cfg
@@ -140,9 +140,8 @@ def evaluate_checkpoint(checkpoint, data_root, *, episodes: int = 0, split: str 
     X, errors = scorer.extractor.transform(table.smiles, data_root=data_root)
     keep = np.array([i not in errors for i in range(len(table.smiles))])
     n_splits = 1 if cfg.split == "predefined" else cfg.n_splits
-    _tr, va, te = split_indices(cfg, table.smiles, table.predefined_split, cfg.seed * n_splits)
-    rows = np.asarray(te if split == "test" else va)
-    rows = rows[keep[rows]]                  # as in training: the split of the whole table
+    _tr, va, te = kept_split(cfg, table, keep, cfg.seed * n_splits)   # as in training
+    rows = te if split == "test" else va
     y, p = table.labels[rows], predict(scorer.head, X[rows])
     point, lo, hi = bootstrap_auroc(y, p, n_boot=cfg.n_boot, seed=cfg.seed)
     return {"step": float(read_meta(checkpoint)["step"]), "eval/auroc": point,
