@@ -94,7 +94,9 @@ def _dataset_smiles(name: str, data_root, limit, seed) -> list[str]:
     if name in ("qm9", "moses"):
         return load_pretraining_smiles(name, data_root, limit=limit, seed=seed)
     if name not in MOLECULENET:
-        raise ValueError(f"unknown data set {name!r}; use one of {', '.join(sorted(MOLECULENET))}, qm9, moses")
+        from priorlab.methods.configuration import ConfigError
+
+        raise ConfigError(f"unknown data set {name!r}; use one of {', '.join(sorted(MOLECULENET))}, qm9, moses")
     table = load_moleculenet(name, data_root)
     print(table.summary(), file=sys.stderr)
     smiles = table.smiles

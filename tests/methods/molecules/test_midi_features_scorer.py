@@ -154,3 +154,10 @@ def test_chemberta_features_travel_inside_the_scorer(molecule_root, tmp_path):
     before = result.scorer.score(["CCO", "c1ccccc1N"])
     after = MoleculeScorer.load(folder).score(["CCO", "c1ccccc1N"])
     assert [a.score for a in after] == pytest.approx([b.score for b in before], abs=1e-5)
+
+
+def test_conformers_command_names_an_unknown_data_set(capsys):
+    from priorlab.platform.cli import main
+
+    assert main(["molecules", "conformers", "zinc", "--serial"]) == 2
+    assert "unknown data set 'zinc'" in capsys.readouterr().err
