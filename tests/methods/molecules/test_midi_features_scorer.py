@@ -96,6 +96,9 @@ def test_protocol_and_scorer_round_trip(molecule_root, tiny_diffusion_checkpoint
     assert m["data/feature_dim"] == 2048 + 16 and m["data/n_excluded"] == 0
     folder = result.scorer.save(tmp_path / "scorer")
     loaded = MoleculeScorer.load(folder)
+    assert loaded.task_names == ["Class"] and loaded.task_index("Class") == loaded.task_index(None) == 0
+    with pytest.raises(ValueError, match="Class"):
+        loaded.task_index("pIC50")
     inputs = ["CC(=O)Nc1ccc(O)cc1", "", "not a smiles", "ICCO", "CC(=O)Nc1ccc(O)cc1.Cl", "C" * 200]
     a, b = result.scorer.score(inputs), loaded.score(inputs)
     assert [r.input for r in b] == inputs

@@ -160,7 +160,7 @@ class FeatureSetExtractor:
         return midi_features(self.diffusion, records, t=self.cfg.noise_t, layer=self.cfg.layer,
                              pool=self.cfg.pool, seed=self.cfg.seed)
 
-    def scorer(self, head, cfg: FeaturesConfig):
+    def scorer(self, head, cfg: FeaturesConfig, task_names=()):
         from priorlab.methods.molecules.scorer import MoleculeScorer
 
-        return MoleculeScorer(extractor=self, head=head, cfg=cfg)
+        return MoleculeScorer(extractor=self, head=head, cfg=cfg, task_names=task_names)

@@ -314,11 +314,12 @@ def predict(head: MLPHead, X: Any, batch_size: int = 8192) -> np.ndarray:
     X = _check_features(X, "X", head.n_features)
     head.eval()
     outs = []
+    device = next(head.parameters()).device          # a head moved to a GPU scores there
     with torch.no_grad():
         for start in range(0, len(X), batch_size):
-            out = head(torch.from_numpy(X[start:start + batch_size]))
-            outs.append(torch.sigmoid(out) if head.task_type == "classification"
-                        else out * head.y_std + head.y_mean)
+            out = head(torch.from_numpy(X[start:start + batch_size]).to(device))
+            outs.append((torch.sigmoid(out) if head.task_type == "classification"
+                         else out * head.y_std + head.y_mean).cpu())
     return torch.cat(outs).numpy()
 
 

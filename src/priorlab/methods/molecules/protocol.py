@@ -141,7 +141,7 @@ def run_protocol(cfg: FeaturesConfig, data_root, *, progress: bool = True) -> Pr
                 print(f"[priorlab] {cfg.feature_set} split {split_seed} head {head_seed}: test AUROC "
                       f"{score:.3f} (ECFP random forest {floor:.3f})", file=sys.stderr, flush=True)
             if scorer is None:
-                scorer = extractor.scorer(head, cfg)
+                scorer = extractor.scorer(head, cfg, table.task_names)
     test = mean_ci95(r[2] for r in runs)
     lo, hi = hierarchical_bootstrap([(r[0], r[1]) for r in runs], cfg.n_boot, cfg.seed)
     fl = mean_ci95(floor_runs)

@@ -98,31 +98,66 @@ class MoleculeScorer:
                                  dims=dict(spec.get("dims", {})))
         return cls(ex, head_from_state(ckpt.model_state["head"]), cfg, spec.get("task_names", ()))
 
-    def score(self, inputs: Sequence[str], *, max_heavy_atoms: int = 150) -> list[ScoreResult]:
-        """One result per input, in order; a bad molecule never stops the others."""
-        from priorlab.data.molecules import MoleculeInputError, parse_smiles
-        from priorlab.methods.molecules.head import predict
+    def task_index(self, task: str | int | None) -> int:
+        """The column of ``task`` (a task name, an index, or None for the first task)."""
+        n = int(self.head.n_tasks)
+        if task is None:
+            return 0
+        if isinstance(task, int) and not isinstance(task, bool):
+            if 0 <= task < n:
+                return task
+        elif task in self.task_names:
+            return self.task_names.index(task)
+        names = self.task_names or [str(i) for i in range(n)]
+        raise ValueError(f"task {task!r}: this scorer was trained on {self.cfg.dataset} and predicts "
+                         f"{names}; give one of those names (or an index 0..{n - 1})")
 
-        results: list[ScoreResult | None] = [None] * len(inputs)
+    def featurize(self, inputs: Sequence[str], *, max_heavy_atoms: int = 150
+                  ) -> tuple[np.ndarray, list[str | None]]:
+        """(X (n, d) float32, errors): one feature row per input (nan where it has an error) and
+        one error per input (None, or why the molecule cannot be scored)."""
+        from priorlab.data.molecules import MoleculeInputError, parse_smiles
+
+        errors: list[str | None] = [None] * len(inputs)
         canonical, where = [], []
         for i, raw in enumerate(inputs):
             try:
                 parsed = parse_smiles(raw, max_heavy_atoms=max_heavy_atoms)
             except MoleculeInputError as err:
-                results[i] = ScoreResult(raw, None, f"{err.kind}: {err}")
+                errors[i] = f"{err.kind}: {err}"
                 continue
             canonical.append(parsed.smiles)
             where.append(i)
+        X = np.full((len(inputs), int(self.head.n_features)), np.nan, dtype=np.float32)
         if canonical:
-            X, errors = self.extractor.transform(canonical, max_heavy_atoms=max_heavy_atoms)
-            good = [j for j in range(len(canonical)) if j not in errors]
-            scores = predict(self.head, X[good])[:, 0] if good else np.zeros(0)
+            feats, errs = self.extractor.transform(canonical, max_heavy_atoms=max_heavy_atoms)
             for j, i in enumerate(where):
-                if j in errors:
-                    results[i] = ScoreResult(inputs[i], None, errors[j])
-            for j, value in zip(good, scores):
-                results[where[j]] = ScoreResult(inputs[where[j]], float(value), None)
-        return results  # type: ignore[return-value]
+                if j in errs:
+                    errors[i] = errs[j]
+                else:
+                    X[i] = feats[j]
+        return X, errors
+
+    def predict(self, X: np.ndarray, task: str | int | None = None) -> np.ndarray:
+        """Scores (n,) of feature rows ``X`` (no nan rows) for ``task``."""
+        from priorlab.methods.molecules.head import predict
+
+        column = self.task_index(task)
+        if len(X) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return predict(self.head, X)[:, column]
+
+    def score(self, inputs: Sequence[str], *, task: str | int | None = None,
+              max_heavy_atoms: int = 150) -> list[ScoreResult]:
+        """One result per input, in order; a bad molecule never stops the others."""
+        column = self.task_index(task)
+        X, errors = self.featurize(inputs, max_heavy_atoms=max_heavy_atoms)
+        good = [i for i, e in enumerate(errors) if e is None]
+        scores = self.predict(X[good], column)
+        results = [ScoreResult(raw, None, err) for raw, err in zip(inputs, errors)]
+        for i, value in zip(good, scores):
+            results[i] = ScoreResult(inputs[i], float(value), None)
+        return results
 
 
 def evaluate_checkpoint(checkpoint, data_root, *, episodes: int = 0, split: str = "test") -> dict[str, Any]:
