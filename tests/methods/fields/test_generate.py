@@ -54,6 +54,30 @@ def test_the_exported_nerf_renders_what_the_hypernetwork_renders(trained):
     assert subset.shape == (100, 3)
 
 
+def test_an_exported_nerf_with_an_occupancy_grid_renders_the_same_skipping_empty_cells(trained):
+    """Serving's fast path: the grid is part of the field (σ = 0 in empty cells), so skipping
+    those samples changes nothing; and the NeRF as bytes (what text2nerf answers) round-trips."""
+    from priorlab.methods.fields.store import StoreError, nerf_from_bytes, nerf_to_bytes
+
+    model, fcfg = trained.model, trained.fcfg
+    ct = trained.conditioning(trained.train_scenes)[0]
+    c2w, _, _ = view_cameras(2, seed=3)
+    points = reference_points(c2w, 12, VIEW_FOV_DEG, fcfg)
+    plain = export_nerf(model, ct, points)
+    field = export_nerf(model, ct, points, occupancy_resolution=8)
+    assert field.occupancy.shape == (8, 8, 8) and plain.occupancy is None
+    with torch.no_grad():
+        torch.testing.assert_close(field.mlp.layers[0].weight, plain.mlp.layers[0].weight)
+        skipped = render_image(field, c2w, 12, 12, VIEW_FOV_DEG, field.cfg, occupancy=field.occupancy)
+        every = render_image(field, c2w, 12, 12, VIEW_FOV_DEG, field.cfg)
+        torch.testing.assert_close(skipped["rgb"], every["rgb"], rtol=0, atol=1e-6)
+        back = nerf_from_bytes(nerf_to_bytes(field, prompt="a red sphere"))
+        again = render_image(back, c2w, 12, 12, VIEW_FOV_DEG, back.cfg, occupancy=back.occupancy)
+    torch.testing.assert_close(again["rgb"], skipped["rgb"], rtol=0, atol=0)
+    with pytest.raises(StoreError, match="nerf_to_bytes"):
+        nerf_from_bytes(b"not a safetensors file")
+
+
 def test_prompts_are_checked(encoder):
     assert check_prompt("  a red torus ", encoder) == "a red torus"
     with pytest.raises(GenerateError, match="empty"):

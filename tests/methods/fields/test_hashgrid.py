@@ -130,3 +130,25 @@ def test_tcnn_needs_cuda_and_is_used_when_it_can_run(monkeypatch):
     out = grid(torch.tensor([[[-2.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]))   # mapped into [0, 1]
     assert out.shape == (1, 2, 4) and out.dtype == torch.float32
     assert torch.allclose(out[0, :, 0], torch.tensor([0.0, 0.75]))
+
+
+def test_forward_gathers_the_rows_level_index_names_with_trilinear_weights():
+    """forward builds each corner's row and weight per axis; it must equal the direct form:
+    rows from level_index on the 8 vertices, weights the product over axes."""
+    grid = TorchHashGrid(4, 2, 8, 4, 64, 1.0)             # coarse levels dense, fine ones hashed
+    assert grid.dense[0] and not grid.dense[-1]
+    with torch.no_grad():
+        grid.embeddings.uniform_(-1, 1)
+    x = torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1
+    unit = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    outs = []
+    for level, res in enumerate(grid.resolutions):
+        pos = unit * res
+        cell = pos.floor().clamp(max=res - 1)
+        frac = pos - cell
+        vertices = cell.long()[:, None, :] + grid.corners                 # (N, 8, 3)
+        rows = grid.level_index(level, vertices) + grid.offsets[level]
+        w = torch.where(grid.corners.bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)
+        outs.append((w[..., None] * grid.embeddings[rows]).sum(1))
+    with torch.no_grad():
+        assert torch.equal(grid(x), torch.cat(outs, -1))

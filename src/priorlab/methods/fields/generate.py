@@ -20,6 +20,7 @@ gives exactly what the hypernetwork's forward pass gives (tested). The static hy
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from priorlab.methods.fields.cameras import get_rays
 from priorlab.methods.fields.config import FieldConfig
 from priorlab.methods.fields.field import NeRFField
 from priorlab.methods.fields.hyper import HyperFields
+from priorlab.methods.fields.occupancy import update_occupancy
 from priorlab.methods.fields.renderer import sample_points
 from priorlab.methods.fields.text import TextEncoder
 
@@ -54,24 +56,38 @@ def reference_points(c2w: torch.Tensor, size: int, fov_deg: float | torch.Tensor
 
 
 @torch.no_grad()
-def export_nerf(model: HyperFields, ct: torch.Tensor, points: torch.Tensor) -> NeRFField:
+def export_nerf(model: HyperFields, ct: torch.Tensor, points: torch.Tensor,
+                occupancy_resolution: int = 0, occupancy_alpha: float = 0.01) -> NeRFField:
     """The NeRF HyperFields generates for CT (model_dim,) on the batch ``points`` (N, 3), as a
-    stand-alone ``NeRFField`` (the shared hash grid + the generated MLP weights)."""
+    stand-alone ``NeRFField`` (the shared hash grid + the generated MLP weights).
+
+    ``occupancy_resolution`` R > 0 also measures an occupancy grid of R^3 cells for it (one
+    fresh update, the teachers' threshold at opacity ``occupancy_alpha`` per sample, dilated by
+    a cell; ``occupancy.py``): the field then has σ = 0 in empty cells, and renderers given
+    ``field.occupancy`` skip those samples (what makes serving a generated NeRF fast on a CPU)."""
+    cfg = model.field_cfg
+    if occupancy_resolution:
+        cfg = replace(cfg, occupancy_resolution=int(occupancy_resolution))
     weights = model.generated_weights(ct.reshape(1, -1), points[None])
-    field = NeRFField(model.field_cfg)
+    field = NeRFField(cfg).to(points.device)
     field.grid.load_state_dict(model.field.grid.state_dict())
     field.frequencies.load_state_dict(model.field.frequencies.state_dict())
     for i, layer in enumerate(field.mlp.layers):
         layer.weight.copy_(weights[f"layers.{i}.weight"][0])
+    if occupancy_resolution:
+        update_occupancy(field, decay=0.0, alpha=occupancy_alpha, n_samples=cfg.n_samples,
+                         generator=torch.Generator().manual_seed(0))
     return field.eval()
 
 
 @torch.no_grad()
 def scene_nerf(model: HyperFields, ct: torch.Tensor, c2w: torch.Tensor, size: int,
-               fov_deg: float | torch.Tensor, max_points: int = MAX_REFERENCE_POINTS) -> NeRFField:
+               fov_deg: float | torch.Tensor, max_points: int = MAX_REFERENCE_POINTS,
+               occupancy_resolution: int = 0) -> NeRFField:
     """The NeRF of CT (model_dim,) fixed on the sample points of cameras ``c2w`` at ``size``,
     the views it will be rendered from (``reference_points`` + ``export_nerf``)."""
-    return export_nerf(model, ct, reference_points(c2w, size, fov_deg, model.field_cfg, max_points))
+    return export_nerf(model, ct, reference_points(c2w, size, fov_deg, model.field_cfg, max_points),
+                       occupancy_resolution)
 
 
 def check_prompt(prompt: str, encoder: TextEncoder) -> str:

@@ -379,3 +379,32 @@ class TeacherStore:
                 if list(df.columns) == INDEX_SCHEMA.names and sorted(df["slug"]) == self.finished():
                     return df
         return self.rebuild_index()
+
+
+# ---- one NeRF as bytes (what the text2nerf Serve app answers) ------------------------------
+
+def nerf_to_bytes(field: NeRFField, **metadata: str) -> bytes:
+    """``field`` as one safetensors file: its state dict, with its ``field_config`` (JSON) and
+    ``metadata`` in the header, so :func:`nerf_from_bytes` rebuilds it from the bytes alone."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in field.state_dict().items()}
+    fcfg = config_to_dict(field.cfg)
+    fcfg["backend"] = "torch" if isinstance(field.grid, TorchHashGrid) else "tcnn"
+    header = {"format": "priorlab-nerf", **{k: str(v) for k, v in metadata.items()},
+              "field_config": json.dumps(fcfg, sort_keys=True)}
+    return st_save(state, metadata=header)
+
+
+def nerf_from_bytes(data: bytes) -> NeRFField:
+    """The NeRFField :func:`nerf_to_bytes` wrote (safetensors: no pickled code is run)."""
+    import struct
+
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n])
+        fcfg = json.loads(header["__metadata__"]["field_config"])
+        state = st_load(data)
+    except (struct.error, KeyError, TypeError, ValueError, SafetensorError) as err:
+        raise StoreError(f"these bytes are not a NeRF written by nerf_to_bytes ({err})") from None
+    field = NeRFField(config_from_dict(FieldConfig, fcfg))
+    field.load_state_dict(state, strict=True)
+    return field.eval()

@@ -86,3 +86,25 @@ def render_teacher(field: Field, field_cfg: FieldConfig, out_dir: str | os.PathL
     sheet = torch.stack(rows).permute(0, 2, 1, 3, 4).reshape(len(rows) * size, n_views * size, 3)
     written["contact_sheet"] = save_png(sheet, out_dir / "contact_sheet.png")
     return written
+
+
+@torch.no_grad()
+def orbit_pngs(field: Field, field_cfg: FieldConfig, n_views: int, size: int,
+               elevation: float = 20.0) -> list[bytes]:
+    """``n_views`` turntable views of ``field`` at ``size`` x ``size`` (the cameras of
+    ``render_teacher`` and ``priorlab generate``), each as PNG file bytes. A field with an
+    occupancy grid is rendered skipping its empty cells (the same image, fewer field calls)."""
+    import io
+
+    if n_views < 1 or size < 1:
+        raise ValueError(f"orbit_pngs needs n_views >= 1 and size >= 1, got {n_views}, {size}")
+    c2w, _, _ = view_cameras(n_views, orbit=True, elevation=(elevation, elevation))
+    device = next(field.parameters()).device if isinstance(field, torch.nn.Module) else "cpu"
+    views = render_image(field, c2w.to(device), size, size, VIEW_FOV_DEG, field_cfg,
+                         occupancy=getattr(field, "occupancy", None))["rgb"]      # (N, H, W, 3)
+    out = []
+    for i in range(n_views):
+        buf = io.BytesIO()
+        Image.fromarray(to_uint8(views[i])).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
