@@ -35,7 +35,7 @@ from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
 from priorlab.methods.fields.store import StoreError
-from priorlab.platform import cli_molecules
+from priorlab.platform import cli_molecules, cli_serve
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="side of the image the VAE encodes with --sd-model (SD's 512)")
     _nerf_output_options(fi, "runs/finetuned/<slug>")
     cli_molecules.add_parsers(sub, _add_data_dir)
+    cli_serve.add_parsers(sub)
     return parser
 
 
@@ -548,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
                "render": cmd_render, "generate": cmd_generate,
-               "finetune": cmd_finetune, **cli_molecules.HANDLERS}[args.command]
+               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, **cli_molecules.HANDLERS}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
@@ -564,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
-            MeshError, ShapeNetError, TextEncoderError, *cli_molecules.user_errors()) as err:
+            MeshError, ShapeNetError, TextEncoderError, cli_serve.ServeError,
+            *cli_molecules.user_errors()) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 
