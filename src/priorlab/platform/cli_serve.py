@@ -12,6 +12,7 @@ the valid ones. The server binds to 127.0.0.1 unless ``--host`` says otherwise.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
@@ -104,18 +105,27 @@ def cmd_serve(args) -> int:
     typed = app_args(args.app, args.checkpoint, args.settings, **given)
     build(args.app, typed)                          # checkpoint problems before Ray starts
     runtime.start(args.address)
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and `kill` (SIGTERM) too, stop Serve cleanly, also when started in the background
+    # (where a shell leaves SIGINT ignored); installed after Ray's start, which sets its own
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     print(f"deploying {args.app} from {args.checkpoint} (sha256 {checkpoint_sha256(args.checkpoint)})",
           flush=True)
-    url = deploy(args.app, typed, host=args.host, port=args.port)
     routes = ("POST /v1/generate, POST /v1/finetune, GET /v1/jobs/{id}" if args.app == "text2nerf"
               else "POST /v1/score")
-    print(f"{args.app} is up at {url}  ({routes}, GET /v1/info, GET /healthz); Ctrl-C stops it",
-          flush=True)
     try:
+        url = deploy(args.app, typed, host=args.host, port=args.port)
+        print(f"{args.app} is up at {url}  ({routes}, GET /v1/info, GET /healthz); Ctrl-C stops it",
+              flush=True)
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
         print("stopping", flush=True)
     finally:
         serve.shutdown()
+    print(f"{args.app} stopped", flush=True)
     return 0

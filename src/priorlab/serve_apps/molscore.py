@@ -136,6 +136,9 @@ class MoleculeHead:
     def where(self) -> str:
         return self.device
 
+    def tasks(self) -> list[str]:
+        return list(self.scorer.task_names)
+
 
 api = FastAPI(title="priorlab molscore", description="molecule scores from a trained scorer (thesis Ch. 5)")
 
@@ -151,7 +154,12 @@ class Molscore:
         folder, self.sha256 = verified_checkpoint(self.args.checkpoint, self.args.expected_sha256)
         meta = read_meta(folder)
         self.checkpoint, self.config = str(folder), meta["config"]
-        self.task_names = list((meta.get("spec") or {}).get("task_names") or [])
+        self.task_names: list[str] | None = None          # asked of the head on first use
+
+    async def _tasks(self) -> list[str]:
+        if self.task_names is None:
+            self.task_names = await self.head.tasks.remote()
+        return self.task_names
 
     def _column(self, task: str | None) -> tuple[int, str | None]:
         if task is None:
@@ -167,6 +175,7 @@ class Molscore:
 
     async def _score(self, req: ScoreRequest) -> dict[str, Any]:
         timer = Timer()
+        await self._tasks()
         column, task = self._column(req.task)
         got = await self.featurizer.featurize.remote(req.smiles)
         if isinstance(got, Exception):
@@ -202,7 +211,7 @@ class Molscore:
 
         return {"app": "molscore", "method": METHOD, "checkpoint": self.checkpoint,
                 "checkpoint_sha256": self.sha256, "feature_set": self.config.get("feature_set"),
-                "dataset": self.config.get("dataset"), "tasks": self.task_names,
+                "dataset": self.config.get("dataset"), "tasks": await self._tasks(),
                 "model": f"{self.config.get('feature_set')} features -> MLP head",
                 "device": await self.head.where.remote(),
                 **self.args.described(max_smiles=self.args.max_smiles)}

@@ -99,6 +99,12 @@ def test_protocol_and_scorer_round_trip(molecule_root, tiny_diffusion_checkpoint
     assert loaded.task_names == ["Class"] and loaded.task_index("Class") == loaded.task_index(None) == 0
     with pytest.raises(ValueError, match="Class"):
         loaded.task_index("pIC50")
+    import json                     # a scorer saved before task names were recorded: BACE's column
+
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["spec"]["task_names"] = []
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert MoleculeScorer.load(folder).task_names == ["Class"]
     inputs = ["CC(=O)Nc1ccc(O)cc1", "", "not a smiles", "ICCO", "CC(=O)Nc1ccc(O)cc1.Cl", "C" * 200]
     a, b = result.scorer.score(inputs), loaded.score(inputs)
     assert [r.input for r in b] == inputs

@@ -96,7 +96,8 @@ class MoleculeScorer:
         ex = FeatureSetExtractor(parts=parts, cfg=cfg, diffusion=diffusion,
                                  diffusion_digest=spec.get("diffusion_digest", ""), encoder=encoder,
                                  dims=dict(spec.get("dims", {})))
-        return cls(ex, head_from_state(ckpt.model_state["head"]), cfg, spec.get("task_names", ()))
+        head = head_from_state(ckpt.model_state["head"])
+        return cls(ex, head, cfg, spec.get("task_names") or _dataset_tasks(cfg.dataset, head.n_tasks))
 
     def task_index(self, task: str | int | None) -> int:
         """The column of ``task`` (a task name, an index, or None for the first task)."""
@@ -158,6 +159,16 @@ class MoleculeScorer:
         for i, value in zip(good, scores):
             results[i] = ScoreResult(inputs[i], float(value), None)
         return results
+
+
+def _dataset_tasks(dataset: str, n_tasks: int) -> list[str]:
+    """Task names of scorers saved before they were recorded: the data set's label columns, when
+    its spec names them and their number matches the head's."""
+    from priorlab.data.molecules import MOLECULENET
+
+    spec = MOLECULENET.get(dataset)
+    columns = list(spec.label_columns or []) if spec is not None else []
+    return columns if len(columns) == n_tasks else []
 
 
 def evaluate_checkpoint(checkpoint, data_root, *, episodes: int = 0, split: str = "test") -> dict[str, Any]:
