@@ -215,6 +215,11 @@ def test_finetune_job_lifecycle_survives_a_killed_replica(served):
     assert view["progress"]["fraction"] == 1.0 and view["result"]["steps"] == 150
     assert len(view["result"]["views"]) == 1 and view["result"]["weights"]
     assert (served["jobs"] / job["id"] / "job.json").is_file()
+    result = served["jobs"] / job["id"] / "result"
+    result.rename(result.with_name("moved"))            # cleaned up behind the server's back
+    gone = httpx.get(base + f"/v1/jobs/{job['id']}")
+    assert gone.status_code == 410 and "gone" in gone.json()["error"]
+    result.with_name("moved").rename(result)
     assert httpx.get(base + "/v1/jobs/0123456789ab").status_code == 404
     assert httpx.get(base + "/v1/jobs/..%2Fetc").status_code == 404
     r = _post(base + "/v1/finetune", {"prompt": "a plaid teapot on a table"})

@@ -41,6 +41,10 @@ def test_serve_command_explains_bad_arguments_before_starting_anything(tmp_path,
     (tmp_path / "ckpt" / "meta.json").write_text('{"method": "fields-hyper", "step": 1, "config": {}}')
     assert main(["serve", "molscore", "--checkpoint", str(tmp_path / "ckpt")]) == 2
     assert "molecules-scorer" in capsys.readouterr().err
+    (tmp_path / "scorer").mkdir()
+    (tmp_path / "scorer" / "meta.json").write_text('{"method": "molecules-scorer", "step": 1, "config": {}}')
+    assert main(["serve", "text2nerf", "--checkpoint", str(tmp_path / "scorer")]) == 2
+    assert "fields-hyper" in capsys.readouterr().err
     assert main(["serve", "text2nerf", "--checkpoint", str(tmp_path / "ckpt"), "--set", "bogus=1"]) == 2
     err = capsys.readouterr().err
     assert "bogus" in err and "max_batch_size" in err
@@ -50,6 +54,24 @@ def test_serve_command_explains_bad_arguments_before_starting_anything(tmp_path,
     assert main(["serve", "text2nerf", "--checkpoint", str(tmp_path / "ckpt"),
                  "--expected-sha256", "0" * 64]) == 2
     assert checkpoint_sha256(tmp_path / "ckpt") in capsys.readouterr().err
+
+
+def test_serve_command_refuses_a_port_in_use(molecule_root, tmp_path, capsys, monkeypatch):
+    import socket
+
+    from priorlab.methods.molecules.config import FeaturesConfig
+    from priorlab.methods.molecules.protocol import run_protocol
+    from priorlab.platform.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = FeaturesConfig(feature_set="ecfp", n_splits=1, epochs=2, patience=1, n_boot=5, hidden=4)
+    folder = run_protocol(cfg, molecule_root, progress=False).scorer.save(tmp_path / "ckpt")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "molscore", "--checkpoint", str(folder), "--port", str(port)]) == 2
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_the_checkpoint_hash_covers_every_file(tmp_path):

@@ -12,6 +12,7 @@ the valid ones. The server binds to 127.0.0.1 unless ``--host`` says otherwise.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from typing import Any
@@ -69,6 +70,20 @@ def app_args(app: str, checkpoint: str, settings: list[str], **given: Any):
         raise ServeError(f"{app} settings: {problems}") from None
 
 
+def check_port_free(host: str, port: int) -> None:
+    """A ServeError when ``host``:``port`` cannot be bound (Serve's proxy would fail there with
+    a traceback, after Ray has started)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ServeError(f"cannot listen on {host}:{port} ({err.strerror}): another server "
+                             "uses it; stop it or pass another --port") from None
+
+
 def build(app: str, args):
     from priorlab.serve_apps.molscore import build_molscore_app
     from priorlab.serve_apps.text2nerf import build_text2nerf_app
@@ -104,6 +119,8 @@ def cmd_serve(args) -> int:
         raise ServeError("--sd-model is a text2nerf setting; molscore has no use for it")
     typed = app_args(args.app, args.checkpoint, args.settings, **given)
     build(args.app, typed)                          # checkpoint problems before Ray starts
+    if not (args.address or os.environ.get("RAY_ADDRESS")):
+        check_port_free(args.host, args.port)
     runtime.start(args.address)
 
     def stop(signum, _frame):

@@ -21,6 +21,7 @@ What a job fits:
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -227,6 +228,8 @@ def read_result(jobs_dir: str | os.PathLike, job_id: str, want: list[str]) -> di
     import base64
 
     folder = Path(jobs_dir) / job_id / "result"
+    if not (folder / "result.json").is_file():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(folder))
     out: dict[str, Any] = {}
     if "png" in want:
         out["views"] = [base64.b64encode(p.read_bytes()).decode()

@@ -250,8 +250,13 @@ class Text2Nerf:
                                             "started", "finished", "progress", "error", "attempts")}
         view["links"] = {"self": f"/v1/jobs/{record['id']}"}
         if record["status"] == "succeeded":
-            view["result"] = {**record["result"],
-                              **read_result(self.args.jobs_dir, record["id"], record["request"]["return"])}
+            try:
+                files = read_result(self.args.jobs_dir, record["id"], record["request"]["return"])
+            except OSError as err:
+                raise RequestError(410, f"job {record['id']} finished, but its result files are gone "
+                                        f"from {self.args.jobs_dir} ({err.strerror}): submit it again",
+                                   "job_id") from None
+            view["result"] = {**record["result"], **files}
         return view
 
     @api.get("/v1/jobs/{job_id}")
@@ -299,7 +304,14 @@ def build_text2nerf_app(args: Text2NerfArgs) -> Application:
     checkpoint=...``, ``serve deploy serve.yaml``, ``priorlab serve text2nerf``)."""
     if isinstance(args, dict):
         args = Text2NerfArgs.model_validate(args)
+    from priorlab.methods.checkpoint import read_meta
+    from priorlab.methods.fields.generate import METHOD
+
     folder, _ = verified_checkpoint(args.checkpoint, args.expected_sha256)  # fail here, not in a replica
+    method = read_meta(folder)["method"]
+    if method != METHOD:
+        raise ValueError(f"{folder} is a {method!r} checkpoint; text2nerf serves {METHOD!r} "
+                         "checkpoints (written by `priorlab train fields-distillation`)")
     # replicas may start in another working directory: paths are fixed where the app is built
     args = args.model_copy(update={"checkpoint": str(folder),
                                    "jobs_dir": str(Path(args.jobs_dir).expanduser().resolve())})
