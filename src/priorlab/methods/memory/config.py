@@ -15,6 +15,7 @@ from typing import Literal
 from priorlab.methods.configuration import ConfigError
 
 INJECTION_MODES = ("first", "every", "lstm")
+MODELS = ("cl_lstm", "lstm", "opn")
 ACCELS = ("auto", "eager", "compile", "cuda_graph", "compile_cuda_graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 PRECISIONS = ("fp32", "bf16")
@@ -23,12 +24,13 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass
 class MemoryConfig:
     # --- model (Sec. 2.3.3, App. A.1.4) ---
-    model: Literal["cl_lstm", "lstm"] = "cl_lstm"
-    """`cl_lstm`: ConvLSTM stack + LSTM + classifier; `lstm`: the LSTM baseline of Santoro et al."""
+    model: Literal["cl_lstm", "lstm", "opn"] = "cl_lstm"
+    """`cl_lstm`: ConvLSTM stack + LSTM + classifier; `lstm`: the LSTM baseline of Santoro et al.;
+    `opn`: Online Prototypical Networks (Ren et al.; `prototypes.py`)."""
     conv_layers: int = 4
-    """Number of ConvLSTM layers (4 in the paper)."""
+    """Number of ConvLSTM layers (4 in the paper); for `opn`, layers of its CNN (4)."""
     channels: int = 64
-    """Channels of every ConvLSTM layer (64 in the paper)."""
+    """Channels of every ConvLSTM layer (64 in the paper); for `opn`, of every CNN layer (64)."""
     kernel_size: int = 3
     """ConvLSTM kernel size (3x3; the thesis does not state it, 3x3 gives its 0.40 GFLOPs)."""
     lstm_hidden: int = 400
@@ -104,8 +106,8 @@ class MemoryConfig:
         return tuple(sorted(set(int(i) for i in mode)))
 
     def validate(self) -> None:
-        if self.model not in ("cl_lstm", "lstm"):
-            raise ConfigError(f"model={self.model!r}: choose 'cl_lstm' or 'lstm'")
+        if self.model not in MODELS:
+            raise ConfigError(f"model={self.model!r}: choose one of {list(MODELS)}")
         if isinstance(self.label_injection, str):
             if self.label_injection not in INJECTION_MODES:
                 raise ConfigError(
@@ -133,6 +135,10 @@ class MemoryConfig:
                 f"image_size={self.image_size} is too small for conv_layers={self.conv_layers} "
                 "(each layer after the first halves the resolution)"
             )
+        if self.model == "opn" and self.image_size >> self.conv_layers < 1:
+            raise ConfigError(f"image_size={self.image_size} is too small for the {self.conv_layers}"
+                              f"-layer CNN of model=opn (each layer halves the resolution): use "
+                              f"image_size >= {2 ** self.conv_layers} or fewer conv_layers")
         choices = (("accel", ACCELS), ("compile_mode", COMPILE_MODES), ("precision", PRECISIONS))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -143,7 +149,7 @@ class MemoryConfig:
                 "the captured step of accel='compile_cuda_graph': use accel=compile with it, or "
                 "compile_mode=default with accel=compile_cuda_graph")
         if self.channels_last and self.model != "cl_lstm":
-            raise ConfigError("channels_last=true applies to the ConvLSTM layers; model=lstm has "
+            raise ConfigError(f"channels_last=true applies to the ConvLSTM layers; model={self.model} has "
                               "none: drop channels_last or use model=cl_lstm")
         if self.lr <= 0:
             raise ConfigError(f"lr={self.lr} must be > 0")
