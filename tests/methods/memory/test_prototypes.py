@@ -64,3 +64,28 @@ def test_opn_trains_in_the_learner_and_is_checked_like_the_others():
         MemoryConfig(**dict(CFG, image_size=8)).validate()
     with pytest.raises(ConfigError, match="opn"):
         MemoryConfig(model="ntm").validate()
+
+
+@pytest.mark.parametrize("model", ["cl_lstm", "lstm", "opn"])
+def test_a_label_delay_of_d_shifts_what_each_step_sees_by_exactly_d(model):
+    """With label_delay=d the output at step t depends on y_s only for s <= t - d."""
+    from priorlab.methods.memory.protocol import previous_labels
+
+    y = torch.tensor([[2, 0, 1, 1, 0, 2, 2, 1]])
+    onehot = torch.nn.functional.one_hot(y, 3).float()
+    shifted = previous_labels(y, 3, delay=3)
+    assert torch.equal(shifted[:, :3], torch.zeros(1, 3, 3))
+    assert torch.equal(shifted[:, 3:], onehot[:, :-3])
+    torch.manual_seed(0)
+    cfg = dict(CFG, model=model, conv_layers=2, lstm_hidden=8, label_delay=3)
+    net = build_model(MemoryConfig(**cfg)).eval()
+    x, y = _episode(t=12)
+    with torch.no_grad():
+        out = net(x, y)
+        for t in (3, 7):
+            y2 = y.clone()
+            y2[:, t - 2:] = (y2[:, t - 2:] + 1) % 3        # every label from step t - d + 1 on
+            torch.testing.assert_close(net(x, y2)[:, :t + 1], out[:, :t + 1], rtol=0, atol=0)
+            y3 = y.clone()
+            y3[:, t - 3] = (y3[:, t - 3] + 1) % 3          # the label that arrives at step t
+            assert not torch.equal(net(x, y3)[:, t], out[:, t])

@@ -92,7 +92,7 @@ class CLLSTM(nn.Module):
         steps 1..T-1. Step 0 always runs :meth:`step`: its zero state needs no gradient, which
         would make torch.compile build a second graph for one step in T.
         """
-        y_prev = previous_labels(y, self.n_way)                         # (B, T, k)
+        y_prev = previous_labels(y, self.n_way, self.cfg.label_delay)                         # (B, T, k)
         state = self.initial_state(x.shape[0], x)
         later = self.step if step_fn is None else step_fn
         logits = []
@@ -115,7 +115,7 @@ class LSTMBaseline(nn.Module):
         self.classifier = nn.Linear(cfg.lstm_hidden, cfg.n_way)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        inp = torch.cat([x.flatten(2), previous_labels(y, self.n_way)], -1)  # (B, T, HW + k)
+        inp = torch.cat([x.flatten(2), previous_labels(y, self.n_way, self.cfg.label_delay)], -1)  # (B, T, HW + k)
         out, _ = self.lstm(inp)
         return self.classifier(out)
 

@@ -56,6 +56,9 @@ class MemoryConfig:
     """Samples per class in an episode; the episode has n_way * n_shot time steps."""
     image_size: int = 28
     """Omniglot images are resized to 28x28 (App. A.1.1)."""
+    label_delay: int = 1
+    """Steps after its sample that a label arrives (Sec. 2.1): 1 is the protocol of Table 2.1
+    (y_{i-1} at step i); d > 1 gives y_{i-d}, the null label at the first d steps."""
     report_shots: list[int] = field(default_factory=lambda: [1, 5, 8])
     """k for which k-shot accuracy (the (k+1)-th appearance of a class) is reported (Table 2.1)."""
     train_split: str = "train"
@@ -123,7 +126,8 @@ class MemoryConfig:
                     f"{self.conv_layers} the LSTM) and the list must not be empty"
                 )
         for name in ("conv_layers", "channels", "kernel_size", "lstm_hidden", "n_shot",
-                     "image_size", "meta_batch", "max_iters", "eval_every", "eval_episodes"):
+                     "image_size", "meta_batch", "max_iters", "eval_every", "eval_episodes",
+                     "label_delay"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.n_way < 2:

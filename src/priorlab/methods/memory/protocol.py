@@ -1,7 +1,8 @@
 """The online few-shot protocol and its label encodings (thesis Sec. 2.3.1, 2.3.3; App. A.1.3).
 
 A task is ((x_1, null), (x_2, y_1), ..., (x_t, y_{t-1})): at step i the model sees x_i and the
-label of the *previous* step. Labels enter a ConvLSTM layer as k planes of size s x s, all ones
+label of the *previous* step. With a delay d (Sec. 2.1, ``MemoryConfig.label_delay``) it sees
+y_{i-d} instead, and the null label at the first d steps. Labels enter a ConvLSTM layer as k planes of size s x s, all ones
 in the plane of the true class (Sec. 2.3.3), and the LSTM as a one-hot vector. The null label
 of step 1 is all zeros. k-shot accuracy is the accuracy on the (k+1)-th appearance of each class
 in the sequence (App. A.1.3, following Santoro et al.).
@@ -13,13 +14,22 @@ import torch
 import torch.nn.functional as F
 
 
-def previous_labels(y: torch.Tensor, n_way: int) -> torch.Tensor:
-    """One-hot of y_{i-1} for every step i, zeros (the null label) at step 0.
+def previous_labels(y: torch.Tensor, n_way: int, delay: int = 1) -> torch.Tensor:
+    """One-hot of y_{i-d} for every step i (d = ``delay``: the label of a sample arrives d steps
+    after it; 1 is the standard protocol), zeros (the null label) at steps 0..d-1.
 
     y: (B, T) int64 in [0, n_way)  ->  (B, T, n_way) float
     """
+    if delay < 1:
+        raise ValueError(f"delay={delay} must be >= 1: a label arrives after its sample")
     onehot = F.one_hot(y, n_way).to(torch.float32)  # (B, T, k)
-    return torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)
+    return shift_in_time(onehot, delay)
+
+
+def shift_in_time(v: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T, ...) -> the same ``steps`` steps later: out[:, t] = v[:, t - steps], zeros before."""
+    steps = min(steps, v.shape[1])
+    return torch.cat([torch.zeros_like(v[:, :steps]), v[:, :v.shape[1] - steps]], dim=1)
 
 
 def label_planes(onehot: torch.Tensor, size: int) -> torch.Tensor:

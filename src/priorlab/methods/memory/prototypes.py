@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from priorlab.methods.memory.config import MemoryConfig
+from priorlab.methods.memory.protocol import shift_in_time
 
 
 class ConvEmbedding(nn.Module):
@@ -58,17 +59,18 @@ class ConvEmbedding(nn.Module):
 
 
 def online_prototypes(h: torch.Tensor, y: torch.Tensor, n_way: int,
-                      weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prototypes before each step: (P (B, T, k, D), counts (B, T, k)), where P[:, t, c] is the
-    weighted mean of the embeddings h[:, s] (B, T, D) with y[:, s] == c and s < t (zero where
-    class c has no sample yet) and counts[:, t, c] the total weight behind it."""
+                      weights: torch.Tensor | None = None,
+                      delay: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prototypes at each step: (P (B, T, k, D), counts (B, T, k)), where P[:, t, c] is the
+    weighted mean of the embeddings h[:, s] (B, T, D) with y[:, s] == c whose label has arrived,
+    s <= t - ``delay`` (zero where class c has none yet), and counts[:, t, c] the total weight
+    behind it."""
     onehot = F.one_hot(y.long(), n_way).to(h.dtype)                       # (B, T, k)
     if weights is not None:
         onehot = onehot * weights[..., None]
     sums = torch.einsum("btk,btd->btkd", onehot, h).cumsum(1)             # through step t
     counts = onehot.cumsum(1)
-    sums = torch.cat([torch.zeros_like(sums[:, :1]), sums[:, :-1]], 1)    # strictly before t
-    counts = torch.cat([torch.zeros_like(counts[:, :1]), counts[:, :-1]], 1)
+    sums, counts = shift_in_time(sums, delay), shift_in_time(counts, delay)   # labels arrived
     return sums / counts.clamp_min(1e-12)[..., None], counts
 
 
@@ -86,7 +88,7 @@ class OnlinePrototypes(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.embed(x)                                                 # (B, T, D)
-        protos, counts = online_prototypes(h, y, self.n_way)
+        protos, counts = online_prototypes(h, y, self.n_way, delay=self.cfg.label_delay)
         seen = counts > 0                                                 # (B, T, k)
         d = ((h[:, :, None, :] - protos) ** 2).sum(-1)                    # (B, T, k)
         big = torch.finfo(d.dtype).max / 4
