@@ -37,9 +37,10 @@ def test_the_online_update_is_the_running_mean_of_earlier_samples():
         p[c], n[c] = (n[c] * p[c] + h[0, t]) / (n[c] + 1), n[c] + 1
 
 
-def test_opn_predictions_never_see_the_current_or_later_labels():
+@pytest.mark.parametrize("kind", ["opn", "cpm"])
+def test_predictions_never_see_the_current_or_later_labels(kind):
     torch.manual_seed(0)
-    model = build_model(MemoryConfig(**CFG)).eval()
+    model = build_model(MemoryConfig(**dict(CFG, model=kind, lstm_hidden=8))).eval()
     x, y = _episode()
     with torch.no_grad():
         out = model(x, y)
@@ -52,10 +53,11 @@ def test_opn_predictions_never_see_the_current_or_later_labels():
     torch.testing.assert_close(probs[:, 0], torch.full((2, 3), 1 / 3))   # nothing seen yet: uniform
 
 
-def test_opn_trains_in_the_learner_and_is_checked_like_the_others():
+@pytest.mark.parametrize("kind", ["opn", "cpm"])
+def test_prototype_models_train_in_the_learner_and_are_checked_like_the_others(kind):
     from priorlab.methods.memory.loop import MemoryLearner, to_inputs
 
-    learner = MemoryLearner(MemoryConfig(**CFG, meta_batch=2, lr=1e-2))
+    learner = MemoryLearner(MemoryConfig(**dict(CFG, model=kind, lstm_hidden=8), meta_batch=2, lr=1e-2))
     x, y = _episode(t=12)
     xs, ys = to_inputs(x.numpy(), y.numpy(), learner.device)
     losses = [learner.train_step(xs, ys) for _ in range(15)]
@@ -66,7 +68,7 @@ def test_opn_trains_in_the_learner_and_is_checked_like_the_others():
         MemoryConfig(model="ntm").validate()
 
 
-@pytest.mark.parametrize("model", ["cl_lstm", "lstm", "opn"])
+@pytest.mark.parametrize("model", ["cl_lstm", "lstm", "opn", "cpm"])
 def test_a_label_delay_of_d_shifts_what_each_step_sees_by_exactly_d(model):
     """With label_delay=d the output at step t depends on y_s only for s <= t - d."""
     from priorlab.methods.memory.protocol import previous_labels
@@ -89,3 +91,19 @@ def test_a_label_delay_of_d_shifts_what_each_step_sees_by_exactly_d(model):
             y3 = y.clone()
             y3[:, t - 3] = (y3[:, t - 3] + 1) % 3          # the label that arrives at step t
             assert not torch.equal(net(x, y3)[:, t], out[:, t])
+
+
+def test_cpm_with_a_constant_gate_and_no_context_is_opn():
+    """CPM's gate weights the prototype average and its context shifts the embedding; with the
+    shift at its initial zero and a constant gate the weights cancel: CPM computes OPN."""
+    torch.manual_seed(0)
+    opn = build_model(MemoryConfig(**CFG)).eval()
+    cpm = build_model(MemoryConfig(**dict(CFG, model="cpm", lstm_hidden=8))).eval()
+    cpm.load_state_dict(opn.state_dict(), strict=False)          # the CNN and the scoring params
+    with torch.no_grad():
+        cpm.gate.weight.zero_()
+        cpm.gate.bias.fill_(0.3)
+        x, y = _episode()
+        torch.testing.assert_close(cpm(x, y), opn(x, y), rtol=1e-5, atol=1e-5)
+        cpm.gate.weight.normal_()                                  # a real gate changes them
+        assert not torch.allclose(cpm(x, y), opn(x, y), atol=1e-4)

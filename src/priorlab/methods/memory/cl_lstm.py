@@ -135,9 +135,9 @@ def build_model(cfg: MemoryConfig) -> nn.Module:
     cfg.validate()
     if cfg.model == "lstm":
         return LSTMBaseline(cfg)
-    if cfg.model == "opn":
-        from priorlab.methods.memory.prototypes import OnlinePrototypes
+    if cfg.model in ("opn", "cpm"):
+        from priorlab.methods.memory.prototypes import ContextualPrototypes, OnlinePrototypes
 
-        return OnlinePrototypes(cfg)
+        return (OnlinePrototypes if cfg.model == "opn" else ContextualPrototypes)(cfg)
     model = CLLSTM(cfg)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

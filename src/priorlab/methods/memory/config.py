@@ -15,7 +15,7 @@ from typing import Literal
 from priorlab.methods.configuration import ConfigError
 
 INJECTION_MODES = ("first", "every", "lstm")
-MODELS = ("cl_lstm", "lstm", "opn")
+MODELS = ("cl_lstm", "lstm", "opn", "cpm")
 ACCELS = ("auto", "eager", "compile", "cuda_graph", "compile_cuda_graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 PRECISIONS = ("fp32", "bf16")
@@ -24,9 +24,10 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass
 class MemoryConfig:
     # --- model (Sec. 2.3.3, App. A.1.4) ---
-    model: Literal["cl_lstm", "lstm", "opn"] = "cl_lstm"
+    model: Literal["cl_lstm", "lstm", "opn", "cpm"] = "cl_lstm"
     """`cl_lstm`: ConvLSTM stack + LSTM + classifier; `lstm`: the LSTM baseline of Santoro et al.;
-    `opn`: Online Prototypical Networks (Ren et al.; `prototypes.py`)."""
+    `opn` / `cpm`: Online Prototypical Networks / Contextual Prototypical Memory (Ren et al.;
+    `prototypes.py`)."""
     conv_layers: int = 4
     """Number of ConvLSTM layers (4 in the paper); for `opn`, layers of its CNN (4)."""
     channels: int = 64
@@ -34,7 +35,8 @@ class MemoryConfig:
     kernel_size: int = 3
     """ConvLSTM kernel size (3x3; the thesis does not state it, 3x3 gives its 0.40 GFLOPs)."""
     lstm_hidden: int = 400
-    """Hidden size of the LSTM after the ConvLSTM stack, and of the LSTM baseline."""
+    """Hidden size of the LSTM after the ConvLSTM stack, of the LSTM baseline and of CPM's
+    context LSTM (400 each, App. A.1.4)."""
     label_injection: str | list[int] = "first"
     """Where y_{i-1} enters: `first` ConvLSTM layer, `every` ConvLSTM layer, the `lstm`,
     or an explicit list of layer indices (0..conv_layers-1 are ConvLSTM layers,
@@ -139,9 +141,9 @@ class MemoryConfig:
                 f"image_size={self.image_size} is too small for conv_layers={self.conv_layers} "
                 "(each layer after the first halves the resolution)"
             )
-        if self.model == "opn" and self.image_size >> self.conv_layers < 1:
+        if self.model in ("opn", "cpm") and self.image_size >> self.conv_layers < 1:
             raise ConfigError(f"image_size={self.image_size} is too small for the {self.conv_layers}"
-                              f"-layer CNN of model=opn (each layer halves the resolution): use "
+                              f"-layer CNN of model={self.model} (each layer halves the resolution): use "
                               f"image_size >= {2 ** self.conv_layers} or fewer conv_layers")
         choices = (("accel", ACCELS), ("compile_mode", COMPILE_MODES), ("precision", PRECISIONS))
         for name, allowed in choices:

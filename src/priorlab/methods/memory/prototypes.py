@@ -89,6 +89,11 @@ class OnlinePrototypes(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.embed(x)                                                 # (B, T, D)
         protos, counts = online_prototypes(h, y, self.n_way, delay=self.cfg.label_delay)
+        return self.log_probs(h, protos, counts)
+
+    def log_probs(self, h: torch.Tensor, protos: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """log P (B, T, k) of each step's class from its embedding h (B, T, D) and the prototypes
+        (B, T, k, D) with their weights (B, T, k) at that step."""
         seen = counts > 0                                                 # (B, T, k)
         d = ((h[:, :, None, :] - protos) ** 2).sum(-1)                    # (B, T, k)
         big = torch.finfo(d.dtype).max / 4
@@ -104,3 +109,37 @@ class OnlinePrototypes(nn.Module):
         log_p_seen = torch.log((1 - u).clamp_min(tiny)) + log_seen
         log_p_unseen = torch.log(u.clamp_min(tiny)) - torch.log(n_unseen.clamp_min(1).to(d.dtype))
         return torch.where(seen, log_p_seen, log_p_unseen.expand_as(d))
+
+
+class ContextualPrototypes(OnlinePrototypes):
+    """CPM, Contextual Prototypical Memory (Ren et al. 2021; thesis Sec. 2.4.2, App. A.1.4): OPN
+    with a representation conditioned on the episode so far and gated prototype updates.
+
+    An LSTM (``lstm_hidden`` = 400) reads [h_t, one-hot of the label arriving at step t]; its
+    state c_t conditions the embedding, z_t = h_t + W c_t (W starts at zero, so CPM starts as
+    OPN); prototypes are the weighted means of the z_s whose labels have arrived, each sample
+    weighted by a gate g_s = sigmoid(v . [z_s, c_s] + b) in (0, 1) instead of 1. Everything at
+    step t depends on labels y_s with s <= t - label_delay only (tested). This is our reading
+    of CPM for the fully labelled online protocol; the reference is TensorFlow
+    (renmengye/oc-fewshot-public).
+    """
+
+    def __init__(self, cfg: MemoryConfig, in_channels: int = 1):
+        super().__init__(cfg, in_channels)
+        dim = cfg.channels * (cfg.image_size >> cfg.conv_layers) ** 2
+        self.context = nn.LSTM(dim + cfg.n_way, cfg.lstm_hidden, batch_first=True)
+        self.condition = nn.Linear(cfg.lstm_hidden, dim)
+        nn.init.zeros_(self.condition.weight)
+        nn.init.zeros_(self.condition.bias)
+        self.gate = nn.Linear(dim + cfg.lstm_hidden, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from priorlab.methods.memory.protocol import previous_labels
+
+        h = self.embed(x)                                                 # (B, T, D)
+        arrived = previous_labels(y, self.n_way, self.cfg.label_delay).to(h.dtype)
+        c, _ = self.context(torch.cat([h, arrived], -1))                  # (B, T, H)
+        z = h + self.condition(c)                                         # (B, T, D)
+        g = torch.sigmoid(self.gate(torch.cat([z, c], -1)))[..., 0]       # (B, T)
+        protos, counts = online_prototypes(z, y, self.n_way, weights=g, delay=self.cfg.label_delay)
+        return self.log_probs(z, protos, counts)

@@ -1,10 +1,11 @@
-"""A learning probe of the OPN baseline (issue 12, first part): Online Prototypical Networks on
-5-way 5-shot Omniglot episodes (train split), k-shot accuracy on 100 `val` episodes every 200
-steps. 32-channel CNN, meta-batch 8, Adam 1e-3, 2 threads. Output: benchmarks/logs/memory_opn_probe.log
+"""A learning probe of the prototype baselines (issue 12, first part): OPN or CPM on 5-way
+5-shot Omniglot episodes (train split), k-shot accuracy on 100 `val` episodes every 200 steps.
+32-channel CNN, CPM's context LSTM 400, meta-batch 8, Adam 1e-3, 2 threads.
+Output: benchmarks/logs/memory_{opn,cpm}_probe.log
 
-    PRIORLAB_DATA_DIR=... python benchmarks/memory_opn_probe.py
+    PRIORLAB_DATA_DIR=... python benchmarks/memory_opn_probe.py [opn|cpm]
 """
-import time, torch
+import sys, time, torch
 torch.set_num_threads(2)
 from priorlab.data.episodes import OnlineEpisodeSampler
 from priorlab.data.omniglot import load_omniglot_split
@@ -13,7 +14,7 @@ from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.loop import MemoryLearner, evaluate, to_inputs
 from priorlab.trainables.streams import local_batches
 root = resolve_data_root()
-cfg = MemoryConfig(model="opn", channels=32, n_shot=5, report_shots=[1, 2, 4], meta_batch=8, lr=1e-3)
+cfg = MemoryConfig(model=sys.argv[1] if len(sys.argv) > 1 else "opn", channels=32, n_shot=5, report_shots=[1, 2, 4], meta_batch=8, lr=1e-3)
 tr = OnlineEpisodeSampler(load_omniglot_split(root, "train", progress=False), cfg.n_way, cfg.n_shot)
 va = OnlineEpisodeSampler(load_omniglot_split(root, "val", progress=False), cfg.n_way, cfg.n_shot)
 learner = MemoryLearner(cfg)
