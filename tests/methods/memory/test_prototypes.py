@@ -65,10 +65,10 @@ def test_prototype_models_train_in_the_learner_and_are_checked_like_the_others(k
     with pytest.raises(ConfigError, match="model=opn"):
         MemoryConfig(**dict(CFG, image_size=8)).validate()
     with pytest.raises(ConfigError, match="opn"):
-        MemoryConfig(model="ntm").validate()
+        MemoryConfig(model="apl").validate()
 
 
-@pytest.mark.parametrize("model", ["cl_lstm", "lstm", "opn", "cpm"])
+@pytest.mark.parametrize("model", ["cl_lstm", "lstm", "opn", "cpm", "ntm"])
 def test_a_label_delay_of_d_shifts_what_each_step_sees_by_exactly_d(model):
     """With label_delay=d the output at step t depends on y_s only for s <= t - d."""
     from priorlab.methods.memory.protocol import previous_labels

@@ -135,6 +135,10 @@ def build_model(cfg: MemoryConfig) -> nn.Module:
     cfg.validate()
     if cfg.model == "lstm":
         return LSTMBaseline(cfg)
+    if cfg.model == "ntm":
+        from priorlab.methods.memory.mann import MemoryAugmentedNetwork
+
+        return MemoryAugmentedNetwork(cfg)
     if cfg.model in ("opn", "cpm"):
         from priorlab.methods.memory.prototypes import ContextualPrototypes, OnlinePrototypes
 

@@ -15,7 +15,7 @@ from typing import Literal
 from priorlab.methods.configuration import ConfigError
 
 INJECTION_MODES = ("first", "every", "lstm")
-MODELS = ("cl_lstm", "lstm", "opn", "cpm")
+MODELS = ("cl_lstm", "lstm", "opn", "cpm", "ntm")
 ACCELS = ("auto", "eager", "compile", "cuda_graph", "compile_cuda_graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 PRECISIONS = ("fp32", "bf16")
@@ -24,10 +24,10 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass
 class MemoryConfig:
     # --- model (Sec. 2.3.3, App. A.1.4) ---
-    model: Literal["cl_lstm", "lstm", "opn", "cpm"] = "cl_lstm"
+    model: Literal["cl_lstm", "lstm", "opn", "cpm", "ntm"] = "cl_lstm"
     """`cl_lstm`: ConvLSTM stack + LSTM + classifier; `lstm`: the LSTM baseline of Santoro et al.;
     `opn` / `cpm`: Online Prototypical Networks / Contextual Prototypical Memory (Ren et al.;
-    `prototypes.py`)."""
+    `prototypes.py`); `ntm`: the memory-augmented network of Santoro et al. (`mann.py`)."""
     conv_layers: int = 4
     """Number of ConvLSTM layers (4 in the paper); for `opn`, layers of its CNN (4)."""
     channels: int = 64
@@ -41,6 +41,14 @@ class MemoryConfig:
     """Where y_{i-1} enters: `first` ConvLSTM layer, `every` ConvLSTM layer, the `lstm`,
     or an explicit list of layer indices (0..conv_layers-1 are ConvLSTM layers,
     conv_layers is the LSTM)."""
+    memory_slots: int = 120
+    """`ntm`: memory slots (120 x 40, App. A.1.4)."""
+    memory_width: int = 40
+    """`ntm`: width of a memory slot."""
+    read_heads: int = 4
+    """`ntm`: read heads (Santoro et al. use 4)."""
+    lru_decay: float = 0.95
+    """`ntm`: decay of the usage weights of least-recently-used access (0.95, App. A.1.4)."""
     skip: bool = True
     """Residual skip from ConvLSTM layer 2 to layer 4 (App. A.2): long episodes do not train without it."""
     forget_bias: float = 1.0
@@ -129,7 +137,7 @@ class MemoryConfig:
                 )
         for name in ("conv_layers", "channels", "kernel_size", "lstm_hidden", "n_shot",
                      "image_size", "meta_batch", "max_iters", "eval_every", "eval_episodes",
-                     "label_delay"):
+                     "label_delay", "memory_slots", "memory_width", "read_heads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.n_way < 2:
@@ -141,6 +149,10 @@ class MemoryConfig:
                 f"image_size={self.image_size} is too small for conv_layers={self.conv_layers} "
                 "(each layer after the first halves the resolution)"
             )
+        if not 0.0 < self.lru_decay < 1.0:
+            raise ConfigError(f"lru_decay={self.lru_decay} must be in (0, 1) (0.95 in the paper)")
+        if self.read_heads > self.memory_slots:
+            raise ConfigError(f"read_heads={self.read_heads} must be <= memory_slots={self.memory_slots}")
         if self.model in ("opn", "cpm") and self.image_size >> self.conv_layers < 1:
             raise ConfigError(f"image_size={self.image_size} is too small for the {self.conv_layers}"
                               f"-layer CNN of model={self.model} (each layer halves the resolution): use "
