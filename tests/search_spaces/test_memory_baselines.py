@@ -30,3 +30,15 @@ def test_the_report_is_laid_out_as_table_2_1():
     assert frame.loc["CL+LSTM", "1-shot"].startswith("0.550 ±")
     assert frame.loc["OPN", "thesis 1/5/8-shot (Omniglot, 100k it.)"] == "91.2 / 94.6 / 95.8"
     assert "Table 2.1" in table.title and "3000 iterations" in table.title
+
+
+def test_the_delay_study_is_a_grid_of_models_and_delays_with_a_table_per_shot():
+    study = get_study("memory-delay")
+    assert choices_only(study.space()) == {"model": ["cl_lstm", "opn", "cpm"], "label_delay": [1, 3, 6]}
+    rows = [{"config/model": m, "config/label_delay": d, "eval/acc_1shot": 0.5, "eval/acc_2shot": 0.6,
+             "eval/acc_4shot": 0.7} for m in ("cl_lstm", "opn") for d in (1, 6) for _ in range(2)]
+    tables = study.tables(pd.DataFrame(rows), dict(study.budget))
+    assert len(tables) == 3 and list(tables[0].frame.columns) == ["d = 1", "d = 6"]
+    assert list(tables[0].frame.index) == ["CL+LSTM", "OPN"] and "1-shot" in tables[0].title
+    for d in (1, 6):
+        build_model(config_from_dict(MemoryConfig, {**study.budget, "model": "cpm", "label_delay": d}))

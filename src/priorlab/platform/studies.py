@@ -13,6 +13,7 @@ from priorlab.search_spaces.base import Study
 STUDIES: dict[str, str] = {
     "memory-label-injection": "priorlab.search_spaces.memory_label_injection",
     "memory-baselines": "priorlab.search_spaces.memory_baselines",
+    "memory-delay": "priorlab.search_spaces.memory_delay",
     "hyper-design": "priorlab.search_spaces.hyper_design",
     "hyper-maml": "priorlab.search_spaces.hyper_maml",
     "hyper-rsc": "priorlab.search_spaces.hyper_rsc",

@@ -42,6 +42,13 @@ THESIS_OMNIGLOT = {"LSTM": (85.3, 94.4, 95.8), "NTM": (88.7, 96.8, 97.3), "APL":
 SEEDS_CI = "mean ± 95% t-interval over seeds (n - 1 dof; n = seeds)"
 
 
+# A laptop's budget, shared with `memory-delay`.
+BUDGET = dict(image_size=16, conv_layers=2, channels=8, lstm_hidden=64, n_shot=5,
+              report_shots=[1, 2, 4], meta_batch=16, lr=3e-3, grad_clip=10.0, forget_bias=4.0,
+              lstm_forget_bias=3.0, memory_slots=40, memory_width=16, max_iters=3000,
+              eval_every=500, eval_episodes=200)
+
+
 def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"model": tune.choice(list(MODELS))}
 
@@ -76,10 +83,7 @@ STUDY = Study(
     method="memory",
     config_cls=MemoryConfig,
     trainable=train_driver_fn,
-    budget=dict(image_size=16, conv_layers=2, channels=8, lstm_hidden=64, n_shot=5,
-                report_shots=[1, 2, 4], meta_batch=16, lr=3e-3, grad_clip=10.0, forget_bias=4.0,
-                lstm_forget_bias=3.0, memory_slots=40, memory_width=16, max_iters=3000,
-                eval_every=500, eval_episodes=200),
+    budget=dict(BUDGET),
     space=space,
     metric=METRIC,
     mode="max",
