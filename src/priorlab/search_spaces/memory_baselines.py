@@ -77,28 +77,27 @@ def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
         frame=frame)]
 
 
-STUDY = Study(
+def grid_study(**fields: Any) -> Study:
+    """A memory study whose space is choices only: the sweep runs it as a grid (every
+    combination x every seed, each to the end of the same budget: equal budget) and never asks
+    for a searcher or a scheduler. ``fields``: name, description, space, group_by, train_point,
+    tables."""
+    return Study(method="memory", config_cls=MemoryConfig, trainable=train_driver_fn,
+                 budget=dict(BUDGET), metric=METRIC, mode="max", curve=curve,
+                 curve_label="shot (k)", make_searcher=lambda seed, searched: None,
+                 make_scheduler=make_scheduler,
+                 reports_per_trial=lambda fixed: math.ceil(int(fixed["max_iters"])
+                                                           / int(fixed["eval_every"])),
+                 prepare_data=prepare_data, default_samples=3, progress_metric="step",
+                 chance=lambda config: 1.0 / int(config.get("n_way", MemoryConfig().n_way)),
+                 **fields)
+
+
+STUDY = grid_study(
     name="memory-baselines",
     description="CL+LSTM vs LSTM, NTM, OPN, CPM on Omniglot at equal budget (Table 2.1)",
-    method="memory",
-    config_cls=MemoryConfig,
-    trainable=train_driver_fn,
-    budget=dict(BUDGET),
     space=space,
-    metric=METRIC,
-    mode="max",
     group_by=("model",),
-    curve=curve,
-    curve_label="shot (k)",
-    # The space is one choice, so the sweep runs it as a grid (every model x every seed, each to
-    # the end: equal budget) and never asks for a searcher or a scheduler.
-    make_searcher=lambda seed, searched: None,
-    make_scheduler=make_scheduler,
-    reports_per_trial=lambda fixed: math.ceil(int(fixed["max_iters"]) / int(fixed["eval_every"])),
-    prepare_data=prepare_data,
-    default_samples=3,
     train_point=dict(model="cl_lstm"),
-    progress_metric="step",
-    chance=lambda config: 1.0 / int(config.get("n_way", MemoryConfig().n_way)),
     tables=tables,
 )

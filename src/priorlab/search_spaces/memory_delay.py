@@ -14,7 +14,6 @@ The thesis states the ordering but prints no numbers for it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
@@ -24,12 +23,8 @@ from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.memory.config import MemoryConfig
 from priorlab.platform.report import ReportTable
 from priorlab.platform.stats import interval_table
-from priorlab.search_spaces.base import Study
-from priorlab.search_spaces.memory_baselines import BUDGET, NAMES, SEEDS_CI
-from priorlab.search_spaces.memory_label_injection import curve, make_scheduler, prepare_data
-from priorlab.trainables.memory import train_driver_fn
+from priorlab.search_spaces.memory_baselines import NAMES, SEEDS_CI, grid_study
 
-METRIC = "eval/acc_1shot"
 MODELS = ("cl_lstm", "opn", "cpm")
 DELAYS = (1, 3, 6)
 
@@ -53,27 +48,11 @@ def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
         for k in cfg.report_shots if f"eval/acc_{k}shot" in df]
 
 
-STUDY = Study(
+STUDY = grid_study(
     name="memory-delay",
     description="CL+LSTM vs OPN, CPM as labels arrive 1, 3, 6 steps late (Sec. 2.1)",
-    method="memory",
-    config_cls=MemoryConfig,
-    trainable=train_driver_fn,
-    budget=dict(BUDGET),
     space=space,
-    metric=METRIC,
-    mode="max",
     group_by=("model", "label_delay"),
-    curve=curve,
-    curve_label="shot (k)",
-    # choices only: run as a grid (every combination x every seed, to the end); see memory-baselines
-    make_searcher=lambda seed, searched: None,
-    make_scheduler=make_scheduler,
-    reports_per_trial=lambda fixed: math.ceil(int(fixed["max_iters"]) / int(fixed["eval_every"])),
-    prepare_data=prepare_data,
-    default_samples=3,
     train_point=dict(model="cl_lstm", label_delay=3),
-    progress_metric="step",
-    chance=lambda config: 1.0 / int(config.get("n_way", MemoryConfig().n_way)),
     tables=tables,
 )
