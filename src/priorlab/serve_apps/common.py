@@ -118,6 +118,23 @@ def verified_checkpoint(path: str | os.PathLike, expected_sha256: str | None) ->
     return folder, digest
 
 
+def checked_app_args(args: "AppArgs | dict", model: type["AppArgs"], method: str, writer: str):
+    """The builders' prologue: ``args`` typed as ``model``, the checkpoint's hash checked and its
+    kind ``method`` checked (a ValueError naming the command that writes one, ``writer``), so a
+    wrong checkpoint fails where the app is built, not in a replica. Returns the args with the
+    checkpoint as an absolute path (replicas may start in another working directory)."""
+    from priorlab.methods.checkpoint import read_meta
+
+    if isinstance(args, dict):
+        args = model.model_validate(args)
+    folder, _ = verified_checkpoint(args.checkpoint, args.expected_sha256)
+    found = read_meta(folder)["method"]
+    if found != method:
+        raise ValueError(f"{folder} is a {found!r} checkpoint; this app serves {method!r} "
+                         f"checkpoints (written by `{writer}`)")
+    return args.model_copy(update={"checkpoint": str(folder)})
+
+
 async def read_body(request, max_body_bytes: int) -> Any:
     """The request's JSON body: 413 when larger than ``max_body_bytes`` (checked on the declared
     length first, then on what arrives), 400 when it is not JSON."""

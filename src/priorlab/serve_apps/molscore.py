@@ -38,9 +38,10 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from priorlab.serve_apps.common import (AppArgs, Autoscaling, RequestError, Timer, error_response,
-                                        internal_error, isolate_failures, pick_device, read_body,
-                                        validate, verified_checkpoint, within)
+from priorlab.serve_apps.common import (AppArgs, Autoscaling, RequestError, Timer, checked_app_args,
+                                        error_response, internal_error, isolate_failures,
+                                        pick_device, read_body, validate, verified_checkpoint,
+                                        within)
 
 MAX_SMILES = 1000
 
@@ -224,17 +225,9 @@ class Molscore:
 def build_molscore_app(args: MolscoreArgs) -> Application:
     """The molscore application (``serve run priorlab.serve_apps.molscore:build_molscore_app
     checkpoint=...``, ``serve deploy serve.yaml``, ``priorlab serve molscore``)."""
-    if isinstance(args, dict):
-        args = MolscoreArgs.model_validate(args)
-    folder, _ = verified_checkpoint(args.checkpoint, args.expected_sha256)
-    from priorlab.methods.checkpoint import read_meta
     from priorlab.methods.molecules.scorer import METHOD
 
-    method = read_meta(folder)["method"]
-    if method != METHOD:
-        raise ValueError(f"{folder} is a {method!r} checkpoint; molscore serves {METHOD!r} "
-                         "checkpoints (written by `priorlab train molecules-features`)")
-    args = args.model_copy(update={"checkpoint": str(folder)})
+    args = checked_app_args(args, MolscoreArgs, METHOD, "priorlab train molecules-features")
     plain = args.model_dump()
     featurizer = MoleculeFeaturizer.options(
         autoscaling_config=args.featurizer_autoscaling.as_config(),

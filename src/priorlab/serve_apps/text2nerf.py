@@ -42,9 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
-from priorlab.serve_apps.common import (AppArgs, Autoscaling, RequestError, Timer, error_response,
-                                        internal_error, isolate_failures, pick_device, read_body,
-                                        validate, verified_checkpoint, within)
+from priorlab.serve_apps.common import (AppArgs, Autoscaling, RequestError, Timer, checked_app_args,
+                                        error_response, internal_error, isolate_failures,
+                                        pick_device, read_body, validate, verified_checkpoint,
+                                        within)
 
 MAX_RESOLUTION = 512
 
@@ -302,19 +303,11 @@ class Text2Nerf:
 def build_text2nerf_app(args: Text2NerfArgs) -> Application:
     """The text2nerf application (``serve run priorlab.serve_apps.text2nerf:build_text2nerf_app
     checkpoint=...``, ``serve deploy serve.yaml``, ``priorlab serve text2nerf``)."""
-    if isinstance(args, dict):
-        args = Text2NerfArgs.model_validate(args)
-    from priorlab.methods.checkpoint import read_meta
     from priorlab.methods.fields.generate import METHOD
 
-    folder, _ = verified_checkpoint(args.checkpoint, args.expected_sha256)  # fail here, not in a replica
-    method = read_meta(folder)["method"]
-    if method != METHOD:
-        raise ValueError(f"{folder} is a {method!r} checkpoint; text2nerf serves {METHOD!r} "
-                         "checkpoints (written by `priorlab train fields-distillation`)")
+    args = checked_app_args(args, Text2NerfArgs, METHOD, "priorlab train fields-distillation")
     # replicas may start in another working directory: paths are fixed where the app is built
-    args = args.model_copy(update={"checkpoint": str(folder),
-                                   "jobs_dir": str(Path(args.jobs_dir).expanduser().resolve())})
+    args = args.model_copy(update={"jobs_dir": str(Path(args.jobs_dir).expanduser().resolve())})
     options = {"num_cpus": args.replica_cpus, "num_gpus": args.replica_gpus}
     return Text2Nerf.options(autoscaling_config=args.autoscaling.as_config(), ray_actor_options=options,
                              max_ongoing_requests=max(8, 2 * args.max_batch_size)).bind(

@@ -216,14 +216,12 @@ class TeacherStore:
         if missing:
             raise StoreError(f"meta for teacher {slug!r} lacks {missing} (it has {sorted(meta)}); "
                              f"pass {list(REQUIRED_META)} and optionally 'psnr'")
-        state = {k: v.detach().to("cpu").contiguous() for k, v in field.state_dict().items()}
+        state, fcfg = field_parts(field)
         model_bytes = st_save(state, metadata={"format": "priorlab-teacher", "slug": slug})
         record = dict(meta)
         tcfg = record["teacher_config"]
         if dataclasses.is_dataclass(tcfg) and not isinstance(tcfg, type):
             record["teacher_config"] = config_to_dict(tcfg)
-        fcfg = config_to_dict(field.cfg)
-        fcfg["backend"] = "torch" if isinstance(field.grid, TorchHashGrid) else "tcnn"
         try:
             steps, seconds = int(record["steps"]), float(record["seconds"])
             psnr = None if record.get("psnr") is None else float(record["psnr"])
@@ -383,12 +381,19 @@ class TeacherStore:
 
 # ---- one NeRF as bytes (what the text2nerf Serve app answers) ------------------------------
 
-def nerf_to_bytes(field: NeRFField, **metadata: str) -> bytes:
-    """``field`` as one safetensors file: its state dict, with its ``field_config`` (JSON) and
-    ``metadata`` in the header, so :func:`nerf_from_bytes` rebuilds it from the bytes alone."""
+def field_parts(field: NeRFField) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What a saved NeRF is made of: its state dict (CPU, contiguous) and its field config, with
+    the hash-grid backend it actually ran (teacher store and ``nerf_to_bytes`` alike)."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in field.state_dict().items()}
     fcfg = config_to_dict(field.cfg)
     fcfg["backend"] = "torch" if isinstance(field.grid, TorchHashGrid) else "tcnn"
+    return state, fcfg
+
+
+def nerf_to_bytes(field: NeRFField, **metadata: str) -> bytes:
+    """``field`` as one safetensors file: its state dict, with its ``field_config`` (JSON) and
+    ``metadata`` in the header, so :func:`nerf_from_bytes` rebuilds it from the bytes alone."""
+    state, fcfg = field_parts(field)
     header = {"format": "priorlab-nerf", **{k: str(v) for k, v in metadata.items()},
               "field_config": json.dumps(fcfg, sort_keys=True)}
     return st_save(state, metadata=header)

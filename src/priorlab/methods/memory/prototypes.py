@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from priorlab.methods.memory.config import MemoryConfig
-from priorlab.methods.memory.protocol import shift_in_time
+from priorlab.methods.memory.protocol import previous_labels, shift_in_time
 
 
 class ConvEmbedding(nn.Module):
@@ -134,8 +134,6 @@ class ContextualPrototypes(OnlinePrototypes):
         self.gate = nn.Linear(dim + cfg.lstm_hidden, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from priorlab.methods.memory.protocol import previous_labels
-
         h = self.embed(x)                                                 # (B, T, D)
         arrived = previous_labels(y, self.n_way, self.cfg.label_delay).to(h.dtype)
         c, _ = self.context(torch.cat([h, arrived], -1))                  # (B, T, H)
