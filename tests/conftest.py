@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import tarfile
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from priorlab.platform.runtime import apply_offline_env
@@ -155,3 +159,47 @@ def tiny_diffusion_checkpoint(tmp_path_factory) -> Path:
     save_checkpoint(folder, method="molecules-pretrain", step=1, config=config_to_dict(cfg),
                     model=model, spec=model.to_spec())
     return folder
+
+
+def _add_pickle(tar, name, obj):
+    raw = pickle.dumps(obj, protocol=2)
+    info = tarfile.TarInfo(name)
+    info.size = len(raw)
+    tar.addfile(info, io.BytesIO(raw))
+
+
+def _cifar_images(labels, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (len(labels), 3 * 32 * 32), dtype=np.uint8)
+    data[:, 0] = labels  # the red value of pixel (0, 0) carries the label, to check alignment
+    return data
+
+
+@pytest.fixture
+def cifar_root(tmp_path, monkeypatch):
+    """A data root with CIFAR-10/100 tarballs in the canonical python format: 3 train + 1 test
+    images per CIFAR-100 class, the label in the red value of pixel (0, 0)."""
+    from priorlab.data.cifar import read_fewshot_split
+
+    monkeypatch.setenv("PRIORLAB_CACHE_DIR", str(tmp_path / "cache"))
+    # The fixture root has no splits/ folder: the packaged CIFAR-FS lists name the classes.
+    pairs = sum((read_fewshot_split(tmp_path, "cifar-fs", s) for s in ("train", "val", "test")), [])
+    fine = sorted(c for _, c in pairs)
+    coarse = sorted({s for s, _ in pairs})
+    coarse_of = {c: coarse.index(s) for s, c in pairs}
+    (tmp_path / "cifar").mkdir()
+    with tarfile.open(tmp_path / "cifar" / "cifar-100-python.tar.gz", "w:gz") as tar:
+        for split, per_class, seed in (("train", 3, 0), ("test", 1, 1)):
+            labels = np.repeat(np.arange(100), per_class)
+            _add_pickle(tar, f"cifar-100-python/{split}", {
+                b"data": _cifar_images(labels, seed), b"fine_labels": labels.tolist(),
+                b"coarse_labels": [coarse_of[fine[l]] for l in labels]})
+        _add_pickle(tar, "cifar-100-python/meta", {b"fine_label_names": [n.encode() for n in fine],
+                                            b"coarse_label_names": [n.encode() for n in coarse]})
+    with tarfile.open(tmp_path / "cifar" / "cifar-10-python.tar.gz", "w:gz") as tar:
+        for i in range(1, 6):
+            labels = np.arange(10)
+            _add_pickle(tar, f"cifar-10-batches-py/data_batch_{i}", {b"data": _cifar_images(labels, i), b"labels": labels.tolist()})
+        _add_pickle(tar, "cifar-10-batches-py/test_batch", {b"data": _cifar_images(np.arange(10), 9), b"labels": list(range(10))})
+        _add_pickle(tar, "cifar-10-batches-py/batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
+    return tmp_path

@@ -5,11 +5,8 @@ The CIFAR-FS / FC100 split lists are the copies packaged with priorlab (no data 
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import pickle
-import tarfile
 import threading
 
 import numpy as np
@@ -19,46 +16,6 @@ from priorlab.data import cifar as cifar_module
 from priorlab.data.cifar import fewshot_classes, load_cifar, read_fewshot_split
 from priorlab.data.episodes import OnlineEpisodeSampler
 from priorlab.data.root import MissingDataError
-
-
-def _add(tar, name, obj):
-    raw = pickle.dumps(obj, protocol=2)
-    info = tarfile.TarInfo(name)
-    info.size = len(raw)
-    tar.addfile(info, io.BytesIO(raw))
-
-
-def _images(labels, seed):
-    rng = np.random.default_rng(seed)
-    data = rng.integers(0, 256, (len(labels), 3 * 32 * 32), dtype=np.uint8)
-    data[:, 0] = labels  # the red value of pixel (0, 0) carries the label, to check alignment
-    return data
-
-
-@pytest.fixture
-def cifar_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRIORLAB_CACHE_DIR", str(tmp_path / "cache"))
-    # The fixture root has no splits/ folder: the packaged CIFAR-FS lists name the classes.
-    pairs = sum((read_fewshot_split(tmp_path, "cifar-fs", s) for s in ("train", "val", "test")), [])
-    fine = sorted(c for _, c in pairs)
-    coarse = sorted({s for s, _ in pairs})
-    coarse_of = {c: coarse.index(s) for s, c in pairs}
-    (tmp_path / "cifar").mkdir()
-    with tarfile.open(tmp_path / "cifar" / "cifar-100-python.tar.gz", "w:gz") as tar:
-        for split, per_class, seed in (("train", 3, 0), ("test", 1, 1)):
-            labels = np.repeat(np.arange(100), per_class)
-            _add(tar, f"cifar-100-python/{split}", {
-                b"data": _images(labels, seed), b"fine_labels": labels.tolist(),
-                b"coarse_labels": [coarse_of[fine[l]] for l in labels]})
-        _add(tar, "cifar-100-python/meta", {b"fine_label_names": [n.encode() for n in fine],
-                                            b"coarse_label_names": [n.encode() for n in coarse]})
-    with tarfile.open(tmp_path / "cifar" / "cifar-10-python.tar.gz", "w:gz") as tar:
-        for i in range(1, 6):
-            labels = np.arange(10)
-            _add(tar, f"cifar-10-batches-py/data_batch_{i}", {b"data": _images(labels, i), b"labels": labels.tolist()})
-        _add(tar, "cifar-10-batches-py/test_batch", {b"data": _images(np.arange(10), 9), b"labels": list(range(10))})
-        _add(tar, "cifar-10-batches-py/batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
-    return tmp_path
 
 
 def test_cifar100_layout_labels_and_cache(cifar_root):

@@ -13,7 +13,7 @@ from priorlab.platform.sweep import choices_only
 def test_every_model_builds_under_the_budget_and_runs_as_a_grid():
     study = get_study("memory-baselines")
     models = list(study.space()["model"].categories)
-    assert models == ["cl_lstm", "lstm", "ntm", "opn", "cpm"]
+    assert models == ["cl_lstm", "lstm", "ntm", "apl", "opn", "cpm"]
     assert choices_only(study.space()) == {"model": models}      # all of them, to the end, per seed
     for m in models:
         build_model(config_from_dict(MemoryConfig, {**study.budget, "model": m}))
@@ -30,6 +30,10 @@ def test_the_report_is_laid_out_as_table_2_1():
     assert frame.loc["CL+LSTM", "1-shot"].startswith("0.550 ±")
     assert frame.loc["OPN", "thesis 1/5/8-shot (Omniglot, 100k it.)"] == "91.2 / 94.6 / 95.8"
     assert "Table 2.1" in table.title and "3000 iterations" in table.title
+    # with dataset=cifar_fs the thesis column is CIFAR-FS's, "-" where the thesis has no number
+    [table] = study.tables(pd.DataFrame(rows), dict(study.budget, dataset="cifar_fs", image_size=32))
+    assert table.frame.loc["CL+LSTM", "thesis 1/5/8-shot (CIFAR-FS, 100k it.)"] == "47.6 / 56.7 / 61.0"
+    assert "CIFAR-FS" in table.title
 
 
 def test_the_delay_study_is_a_grid_of_models_and_delays_with_a_table_per_shot():

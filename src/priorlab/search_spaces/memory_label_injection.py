@@ -26,6 +26,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from priorlab.data.fewshot_sources import load_episode_classes
 from priorlab.data.omniglot import load_omniglot_images, read_split
 from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.memory.config import MemoryConfig
@@ -73,8 +74,12 @@ def make_scheduler(max_t: int) -> ASHAScheduler:
 
 
 def prepare_data(data_root, fixed: dict[str, Any]) -> None:
-    """Fail fast on missing Omniglot; decode the image cache once instead of in every actor."""
+    """Fail fast on missing data; decode the image cache once instead of in every actor."""
     cfg = config_from_dict(MemoryConfig, fixed)
+    if cfg.dataset != "omniglot":
+        for split in (cfg.train_split, cfg.eval_split):
+            load_episode_classes(data_root, cfg.dataset, split, cfg.image_size)
+        return
     for split in (cfg.train_split, cfg.eval_split):
         read_split(data_root, split)
     load_omniglot_images(data_root, cfg.image_size)

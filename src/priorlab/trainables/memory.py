@@ -22,7 +22,7 @@ import ray.train
 import ray.train.torch
 
 from priorlab.data.episodes import OnlineEpisodeSampler, episode_seed
-from priorlab.data.omniglot import load_omniglot_split
+from priorlab.data.fewshot_sources import load_episode_classes
 from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.loop import METHOD, MemoryLearner, evaluate, train
@@ -55,7 +55,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         learner.restore(restored)
         print(f"[priorlab] resumed from step {learner.step}")
 
-    eval_classes = load_omniglot_split(res.data_root, cfg.eval_split, cfg.image_size, progress=False)
+    eval_classes = load_episode_classes(res.data_root, cfg.dataset, cfg.eval_split, cfg.image_size)
     eval_sampler = OnlineEpisodeSampler(eval_classes, cfg.n_way, cfg.n_shot)
     seeds = eval_seeds(cfg)
     # When the worker's function started and when its loop did (unix s): with the report times,
@@ -75,7 +75,7 @@ def _train_batches(cfg: MemoryConfig, res: RunResources, world: int, start_step:
     per_worker = cfg.meta_batch // world
     if res.stream == "local":
         train_sampler = OnlineEpisodeSampler(
-            load_omniglot_split(res.data_root, cfg.train_split, cfg.image_size, progress=False),
+            load_episode_classes(res.data_root, cfg.dataset, cfg.train_split, cfg.image_size),
             cfg.n_way, cfg.n_shot)
         rank = ray.train.get_context().get_world_rank()
         return ((x[rank * per_worker:(rank + 1) * per_worker], y[rank * per_worker:(rank + 1) * per_worker])
@@ -103,7 +103,7 @@ def build_trainer(config: dict[str, Any], callbacks: list | None = None):
     if res.stream == "ray_data":
         start = latest_saved_step(Path(res.storage_path) / res.run_name) if res.run_name else 0
         datasets["train"] = episode_dataset(
-            res.data_root, cfg.train_split, n_way=cfg.n_way, n_shot=cfg.n_shot,
+            res.data_root, cfg.train_split, dataset=cfg.dataset, n_way=cfg.n_way, n_shot=cfg.n_shot,
             image_size=cfg.image_size, base_seed=cfg.seed, start_step=start,
             n_steps=cfg.max_iters - start, meta_batch=cfg.meta_batch, num_cpus=res.data_cpus,
         )

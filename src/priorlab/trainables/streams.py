@@ -19,7 +19,7 @@ import ray
 import ray.data
 
 from priorlab.data.episodes import OnlineEpisodeSampler, episode_seed
-from priorlab.data.omniglot import load_omniglot_split
+from priorlab.data.fewshot_sources import EPISODE_DATASETS, load_episode_classes
 
 
 def step_seeds(base_seed: int, step: int, meta_batch: int) -> list[int]:
@@ -43,12 +43,12 @@ class EpisodeDatasource(ray.data.Datasource):
 
     def __init__(self, data_root: str, split: str, *, n_way: int, n_shot: int, image_size: int,
                  base_seed: int, first_step: int, n_steps: int, meta_batch: int,
-                 steps_per_task: int = 250):
+                 steps_per_task: int = 250, dataset: str = "omniglot"):
         self.args = dict(data_root=data_root, split=split, n_way=n_way, n_shot=n_shot,
-                         image_size=image_size)
+                         image_size=image_size, dataset=dataset)
         self.base_seed, self.first_step, self.n_steps = base_seed, first_step, max(n_steps, 0)
         self.meta_batch, self.steps_per_task = meta_batch, steps_per_task
-        self.episode_bytes = n_way * n_shot * (image_size * image_size + 8)
+        self.episode_bytes = n_way * n_shot * (EPISODE_DATASETS[dataset] * image_size ** 2 + 8)
 
     def estimate_inmemory_data_size(self) -> int:
         return self.n_steps * self.meta_batch * self.episode_bytes
@@ -65,8 +65,8 @@ class EpisodeDatasource(ray.data.Datasource):
             def read(first=first, count=count, args=self.args, base_seed=self.base_seed,
                      meta_batch=self.meta_batch):
                 sampler = OnlineEpisodeSampler(
-                    load_omniglot_split(args["data_root"], args["split"], args["image_size"],
-                                        progress=False),
+                    load_episode_classes(args["data_root"], args["dataset"], args["split"],
+                                         args["image_size"]),
                     args["n_way"], args["n_shot"])
                 for step in range(first, first + count):
                     x, y = sampler.sample_batch(step_seeds(base_seed, step, meta_batch))
@@ -83,6 +83,7 @@ class EpisodeDatasource(ray.data.Datasource):
 def episode_dataset(
     data_root: str, split: str, *, n_way: int, n_shot: int, image_size: int, base_seed: int,
     start_step: int, n_steps: int, meta_batch: int, num_cpus: float = 0.25,
+    dataset: str = "omniglot",
 ) -> "ray.data.Dataset":
     """Episodes ``start_step * meta_batch ...`` of a run, ``meta_batch`` per training step.
 
@@ -93,7 +94,8 @@ def episode_dataset(
     ctx.enable_progress_bars = False  # Tune prints progress; per-operator bars flood the log
     source = EpisodeDatasource(
         data_root, split, n_way=n_way, n_shot=n_shot, image_size=image_size,
-        base_seed=base_seed, first_step=start_step, n_steps=n_steps, meta_batch=meta_batch)
+        base_seed=base_seed, first_step=start_step, n_steps=n_steps, meta_batch=meta_batch,
+        dataset=dataset)
     return ray.data.read_datasource(source, num_cpus=num_cpus, concurrency=1)
 
 

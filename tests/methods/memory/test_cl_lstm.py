@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -140,3 +141,37 @@ def test_lstm_forget_bias_changes_only_the_forget_gate(model):
     hh = next(k for k in set_ if "lstm.bias_hh" in k)
     assert torch.equal(set_[ih][f] + set_[hh][f], torch.full((h,), 2.0))
     assert not torch.equal(default[ih][f] + default[hh][f], torch.full((h,), 2.0))
+
+
+@pytest.mark.parametrize("model", ["cl_lstm", "lstm", "ntm", "opn", "cpm", "apl"])
+def test_every_model_reads_cifar_fs_episodes(cifar_root, model):
+    """dataset=cifar_fs: 32x32 RGB episodes of the CIFAR-FS split feed every model (App. A.1.1)."""
+    from priorlab.data.episodes import OnlineEpisodeSampler
+    from priorlab.data.fewshot_sources import load_episode_classes
+    from priorlab.methods.memory.loop import MemoryLearner, to_inputs
+
+    cfg = MemoryConfig(model=model, dataset="cifar_fs", image_size=32, conv_layers=2, channels=4,
+                       lstm_hidden=8, n_shot=3, report_shots=[1], memory_slots=8, memory_width=4,
+                       meta_batch=2)
+    sampler = OnlineEpisodeSampler(load_episode_classes(cifar_root, "cifar_fs", "val", 32), 5, 3)
+    x, y = to_inputs(*sampler.sample_batch([0, 1]), torch.device("cpu"))
+    assert x.shape == (2, 15, 3, 32, 32)
+    learner = MemoryLearner(cfg)
+    assert np.isfinite(learner.train_step(x, y))
+    assert learner.model(x, y).shape == (2, 15, 5)
+
+
+def test_cifar_fs_needs_32_pixel_images_and_known_datasets():
+    with pytest.raises(ConfigError, match="image_size=32"):
+        MemoryConfig(dataset="cifar_fs").validate()
+    with pytest.raises(ConfigError, match="choose one of"):
+        MemoryConfig(dataset="mnist").validate()
+
+
+def test_skip_pair_places_the_residual_and_is_checked():
+    assert CLLSTM(MemoryConfig(conv_layers=2, skip_pair=[0, 1])).skip == (0, 1)
+    assert CLLSTM(MemoryConfig(conv_layers=2)).skip is None
+    assert CLLSTM(MemoryConfig()).skip == (1, 3)
+    assert CLLSTM(MemoryConfig(skip=False, skip_pair=[0, 2])).skip is None
+    with pytest.raises(ConfigError, match="skip_pair"):
+        MemoryConfig(conv_layers=2, skip_pair=[1, 2]).validate()

@@ -48,7 +48,9 @@ class CLLSTM(nn.Module):
             cells.append(ConvLSTMCell(c_in, cfg.channels, cfg.kernel_size, cfg.forget_bias))
         self.cells = nn.ModuleList(cells)
         # App. A.2: residual from the 2nd to the 4th ConvLSTM layer (indices 1 -> 3).
-        self.skip = (1, 3) if cfg.skip and cfg.conv_layers >= 4 else None
+        pair = tuple(int(i) for i in cfg.skip_pair) if cfg.skip_pair is not None else (
+            (1, 3) if cfg.conv_layers >= 4 else None)
+        self.skip = pair if cfg.skip else None
         lstm_in = cfg.channels * self.sizes[-1] ** 2
         if cfg.conv_layers in self.inject:
             lstm_in += cfg.n_way
@@ -134,14 +136,18 @@ def set_lstm_forget_bias(lstm: nn.LSTM | nn.LSTMCell, value: float | None) -> No
 def build_model(cfg: MemoryConfig) -> nn.Module:
     cfg.validate()
     if cfg.model == "lstm":
-        return LSTMBaseline(cfg)
+        return LSTMBaseline(cfg, cfg.in_channels)
+    if cfg.model == "apl":
+        from priorlab.methods.memory.apl import AdaptivePosteriorLearning
+
+        return AdaptivePosteriorLearning(cfg, cfg.in_channels)
     if cfg.model == "ntm":
         from priorlab.methods.memory.mann import MemoryAugmentedNetwork
 
-        return MemoryAugmentedNetwork(cfg)
+        return MemoryAugmentedNetwork(cfg, cfg.in_channels)
     if cfg.model in ("opn", "cpm"):
         from priorlab.methods.memory.prototypes import ContextualPrototypes, OnlinePrototypes
 
-        return (OnlinePrototypes if cfg.model == "opn" else ContextualPrototypes)(cfg)
-    model = CLLSTM(cfg)
+        return (OnlinePrototypes if cfg.model == "opn" else ContextualPrototypes)(cfg, cfg.in_channels)
+    model = CLLSTM(cfg, cfg.in_channels)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from priorlab.data.fewshot_sources import EPISODE_DATASETS as DATASET_CHANNELS
 from priorlab.methods.configuration import ConfigError
 
 INJECTION_MODES = ("first", "every", "lstm")
-MODELS = ("cl_lstm", "lstm", "opn", "cpm", "ntm")
+MODELS = ("cl_lstm", "lstm", "opn", "cpm", "ntm", "apl")
 ACCELS = ("auto", "eager", "compile", "cuda_graph", "compile_cuda_graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 PRECISIONS = ("fp32", "bf16")
@@ -24,10 +25,11 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass
 class MemoryConfig:
     # --- model (Sec. 2.3.3, App. A.1.4) ---
-    model: Literal["cl_lstm", "lstm", "opn", "cpm", "ntm"] = "cl_lstm"
+    model: Literal["cl_lstm", "lstm", "opn", "cpm", "ntm", "apl"] = "cl_lstm"
     """`cl_lstm`: ConvLSTM stack + LSTM + classifier; `lstm`: the LSTM baseline of Santoro et al.;
     `opn` / `cpm`: Online Prototypical Networks / Contextual Prototypical Memory (Ren et al.;
-    `prototypes.py`); `ntm`: the memory-augmented network of Santoro et al. (`mann.py`)."""
+    `prototypes.py`); `ntm`: the memory-augmented network of Santoro et al. (`mann.py`);
+    `apl`: Adaptive Posterior Learning (Ramalho & Garnelo; `apl.py`)."""
     conv_layers: int = 4
     """Number of ConvLSTM layers (4 in the paper); for `opn`, layers of its CNN (4)."""
     channels: int = 64
@@ -49,8 +51,17 @@ class MemoryConfig:
     """`ntm`: read heads (Santoro et al. use 4)."""
     lru_decay: float = 0.95
     """`ntm`: decay of the usage weights of least-recently-used access (0.95, App. A.1.4)."""
+    apl_neighbours: int = 5
+    """`apl`: nearest neighbours read from the memory for each sample (5, App. A.1.4)."""
+    apl_surprise: float | None = None
+    """`apl`: a sample is written to memory when its surprise (-log p of its label, known one
+    step later) exceeds this; None: log(n_way) / 2, half the surprise of a uniform guess."""
     skip: bool = True
     """Residual skip from ConvLSTM layer 2 to layer 4 (App. A.2): long episodes do not train without it."""
+    skip_pair: list[int] | None = None
+    """The (from, to) ConvLSTM layers (0-based) of that skip; None: (1, 3), the thesis', when
+    there are >= 4 layers, and no skip with fewer. App. A.2's depth-4 models (2 ConvLSTM layers)
+    have a skip too without saying where: ``skip_pair=[0,1]`` is our reading (study memory-depth)."""
     forget_bias: float = 1.0
     """Initial forget-gate bias of every ConvLSTM cell (the other gate biases start at 0). The
     thesis does not state it; 1 is the usual "remember by default" initialisation."""
@@ -60,6 +71,9 @@ class MemoryConfig:
     forget gate's total bias (b_ih + b_hh) to it, the other gates keep PyTorch's init."""
 
     # --- task (Sec. 2.3.1, App. A.1) ---
+    dataset: Literal["omniglot", "cifar_fs"] = "omniglot"
+    """`omniglot` (28x28, App. A.1.1) or `cifar_fs` (CIFAR-100's 64/16/20-class CIFAR-FS split,
+    32x32 RGB: set image_size=32; needs cifar/cifar-100-python.tar.gz in the data root)."""
     n_way: int = 5
     """Classes per episode."""
     n_shot: int = 10
@@ -137,7 +151,7 @@ class MemoryConfig:
                 )
         for name in ("conv_layers", "channels", "kernel_size", "lstm_hidden", "n_shot",
                      "image_size", "meta_batch", "max_iters", "eval_every", "eval_episodes",
-                     "label_delay", "memory_slots", "memory_width", "read_heads"):
+                     "label_delay", "memory_slots", "memory_width", "read_heads", "apl_neighbours"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.n_way < 2:
@@ -149,11 +163,23 @@ class MemoryConfig:
                 f"image_size={self.image_size} is too small for conv_layers={self.conv_layers} "
                 "(each layer after the first halves the resolution)"
             )
+        if self.skip_pair is not None:
+            pair = [int(i) for i in self.skip_pair]
+            if len(pair) != 2 or not 0 <= pair[0] < pair[1] < self.conv_layers:
+                raise ConfigError(f"skip_pair={self.skip_pair!r}: give [from, to] ConvLSTM layers with "
+                                  f"0 <= from < to <= {self.conv_layers - 1} (conv_layers={self.conv_layers})")
+        if self.apl_surprise is not None and self.apl_surprise < 0:
+            raise ConfigError(f"apl_surprise={self.apl_surprise} must be >= 0 (a negative log-probability)")
+        if self.dataset not in DATASET_CHANNELS:
+            raise ConfigError(f"dataset={self.dataset!r}: choose one of {sorted(DATASET_CHANNELS)}")
+        if self.dataset == "cifar_fs" and self.image_size != 32:
+            raise ConfigError(f"image_size={self.image_size}: CIFAR-FS images are 32x32; set image_size=32 "
+                              "with dataset=cifar_fs")
         if not 0.0 < self.lru_decay < 1.0:
             raise ConfigError(f"lru_decay={self.lru_decay} must be in (0, 1) (0.95 in the paper)")
         if self.read_heads > self.memory_slots:
             raise ConfigError(f"read_heads={self.read_heads} must be <= memory_slots={self.memory_slots}")
-        if self.model in ("opn", "cpm") and self.image_size >> self.conv_layers < 1:
+        if self.model in ("opn", "cpm", "apl") and self.image_size >> self.conv_layers < 1:
             raise ConfigError(f"image_size={self.image_size} is too small for the {self.conv_layers}"
                               f"-layer CNN of model={self.model} (each layer halves the resolution): use "
                               f"image_size >= {2 ** self.conv_layers} or fewer conv_layers")
@@ -177,6 +203,11 @@ class MemoryConfig:
                 f"report_shots {bad_shots} impossible with n_shot={self.n_shot}: k-shot "
                 f"accuracy needs a (k+1)-th sample, so k must be < n_shot"
             )
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels of ``dataset`` (1 for Omniglot, 3 for CIFAR-FS)."""
+        return DATASET_CHANNELS[self.dataset]
 
     @property
     def episode_length(self) -> int:

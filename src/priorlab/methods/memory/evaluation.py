@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from priorlab.data.episodes import OnlineEpisodeSampler, episode_seed
-from priorlab.data.omniglot import load_omniglot_split
+from priorlab.data.fewshot_sources import load_episode_classes
 from priorlab.methods.checkpoint import load_checkpoint
 from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.memory.cl_lstm import build_model
@@ -37,7 +37,7 @@ def evaluate_checkpoint(
     batch_size: int = 50, seed: int = TEST_SEED, progress: bool = True,
 ) -> dict[str, float]:
     model, cfg, step = load_model(path)
-    classes = load_omniglot_split(data_root, split, cfg.image_size, progress=progress)
+    classes = load_episode_classes(data_root, cfg.dataset, split, cfg.image_size, progress=progress)
     sampler = OnlineEpisodeSampler(classes, cfg.n_way, cfg.n_shot)
     seeds = [episode_seed(seed, i) for i in range(episodes)]
     shots = list(range(cfg.n_shot))
