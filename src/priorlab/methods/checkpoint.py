@@ -61,6 +61,20 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def restore_training(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     ckpt: "LoadedCheckpoint") -> bool:
+    """What every learner's ``restore`` does: the weights, then (when the checkpoint kept them)
+    the optimiser and the RNG states. True when the optimiser's state was loaded."""
+    model.load_state_dict(ckpt.model_state)
+    if ckpt.train_state is None:
+        return False
+    loaded = "optimizer" in ckpt.train_state
+    if loaded:
+        optimizer.load_state_dict(ckpt.train_state["optimizer"])
+    set_rng_state(ckpt.train_state["rng"])
+    return loaded
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved (also the numpy/tuple layout of older checkpoints)."""
     torch.set_rng_state(state["torch"])

@@ -251,6 +251,15 @@ def fit_in_tune(build_trainer, config: dict[str, Any]) -> None:
     build_trainer(config, callbacks=[TuneReportCallback()]).fit()
 
 
+def one_worker_only(family: str):
+    """A ``check`` for :func:`build_method_trainer`: the method's learner is not data-parallel."""
+    def check(cfg, res: RunResources) -> None:
+        if res.workers != 1:
+            raise ValueError(f"workers={res.workers}: {family} runs on one worker each; run more "
+                             "trials in parallel instead (priorlab sweep --samples N)")
+    return check
+
+
 def build_method_trainer(train_fn, config_cls: type, config: dict[str, Any],
                          callbacks: list | None = None, check=None, process_group=None):
     """The ``build_trainer`` of every method: the config is checked in the driver (not in every

@@ -26,7 +26,7 @@ from priorlab.methods.memory.segmentation_loop import (
     METHOD, SegmentationLearner, curriculum_batches, evaluate_segmentation, train,
 )
 from priorlab.trainables.common import (
-    build_method_trainer, fit_in_tune, report_with_checkpoint, restore_from_train_checkpoint,
+    build_method_trainer, fit_in_tune, one_worker_only, report_with_checkpoint, restore_from_train_checkpoint,
     worker_setup,
 )
 
@@ -55,14 +55,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
           report=lambda metrics, save: report_with_checkpoint(metrics, save, learner.step))
 
 
-def _check(cfg: SegmentationConfig, res) -> None:
-    if res.workers != 1:
-        raise ValueError(f"workers={res.workers}: segmentation runs on one worker each; run more "
-                         "trials in parallel instead (priorlab sweep --samples N)")
-
-
 def build_trainer(config: dict[str, Any], callbacks: list | None = None):
-    return build_method_trainer(train_fn_per_worker, SegmentationConfig, config, callbacks, check=_check)
+    return build_method_trainer(train_fn_per_worker, SegmentationConfig, config, callbacks, check=one_worker_only("segmentation"))
 
 
 def fit(config: dict[str, Any]) -> "ray.train.Result":

@@ -38,7 +38,7 @@ from torch import nn
 
 from priorlab.data.continual import ContinualBatch, ContinualTaskSampler
 from priorlab.data.episodes import ClassSource, episode_seed
-from priorlab.methods.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint, set_rng_state
+from priorlab.methods.checkpoint import LoadedCheckpoint, load_checkpoint, restore_training, save_checkpoint
 from priorlab.methods.configuration import config_from_dict, config_to_dict
 from priorlab.methods.memory.continual import ContinualConfig, build_continual_model, curriculum_length
 from priorlab.methods.memory.loop import mean_ci95
@@ -123,11 +123,7 @@ class ContinualLearner:
                                optimizer=self.optimizer, metrics=metrics)
 
     def restore(self, ckpt: LoadedCheckpoint) -> None:
-        self.model.load_state_dict(ckpt.model_state)
-        if ckpt.train_state is not None:
-            if "optimizer" in ckpt.train_state:
-                self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
-            set_rng_state(ckpt.train_state["rng"])
+        restore_training(self.model, self.optimizer, ckpt)
         self.step = ckpt.step
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from priorlab.methods.checkpoint import LoadedCheckpoint, save_checkpoint, set_rng_state
+from priorlab.methods.checkpoint import LoadedCheckpoint, restore_training, save_checkpoint
 from priorlab.methods.configuration import config_to_dict
 from priorlab.methods.memory.accel import (
     GRAPH_ACCELS, GraphedTrainStep, autocast, check_execution, training_forward,
@@ -126,12 +126,8 @@ class MemoryLearner:
         return getattr(self.model, "module", self.model)
 
     def restore(self, ckpt: LoadedCheckpoint) -> None:
-        self.bare_model.load_state_dict(ckpt.model_state)
-        if ckpt.train_state is not None:
-            if "optimizer" in ckpt.train_state:
-                self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
-                self._graph = None  # new optimiser tensors: the captured graph is stale
-            set_rng_state(ckpt.train_state["rng"])
+        if restore_training(self.bare_model, self.optimizer, ckpt):
+            self._graph = None  # new optimiser tensors: the captured graph is stale
         self.step = ckpt.step
 
     def _run_step(self, x: torch.Tensor, y: torch.Tensor, *, cache_autocast: bool = True) -> torch.Tensor:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from priorlab.data.episodes import episode_seed
-from priorlab.methods.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint, set_rng_state
+from priorlab.methods.checkpoint import LoadedCheckpoint, load_checkpoint, restore_training, save_checkpoint
 from priorlab.methods.configuration import config_from_dict, config_to_dict
 from priorlab.methods.maml import MAML, MAMLLearner
 from priorlab.methods.memory.loop import mean_ci95
@@ -266,11 +266,7 @@ class SegmentationLearner:
                                model=self.model, optimizer=self.optimizer, metrics=metrics)
 
     def restore(self, ckpt: LoadedCheckpoint) -> None:
-        self.model.load_state_dict(ckpt.model_state)
-        if ckpt.train_state is not None:
-            if "optimizer" in ckpt.train_state:
-                self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
-            set_rng_state(ckpt.train_state["rng"])
+        restore_training(self.model, self.optimizer, ckpt)
         self.step = ckpt.step
 
 
