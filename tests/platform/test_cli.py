@@ -110,3 +110,39 @@ def test_eval_takes_a_run_folder_or_an_experiment(capsys, tmp_path, data_root):
     assert main(["eval", str(exp), "--episodes", "4"]) == 0
     err = capsys.readouterr().err
     assert "best finished trial b" in err and "1 failed trial(s) not considered" in err
+
+
+def _eval_table(out: str) -> dict[str, float]:
+    return {l.split()[0]: float(l.split()[1]) for l in out.splitlines() if l.startswith("eval/")}
+
+
+def test_eval_scores_a_continual_checkpoint(capsys, tmp_path, data_root):
+    from priorlab.methods.memory.continual import ContinualConfig
+    from priorlab.methods.memory.continual_loop import ContinualLearner
+
+    cfg = ContinualConfig(image_size=28, conv_layers=2, channels=4, lstm_hidden=8, pln_hidden=8,
+                          subtasks=3, n_labels=5, n_query=2, eval_lengths=[2])
+    ContinualLearner(cfg).save(tmp_path / "ckpt")
+    assert main(["eval", str(tmp_path / "ckpt"), "--episodes", "6", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "memory-continual checkpoint at step 0, 6 val episodes" in out
+    table = _eval_table(out)
+    assert {"eval/acc_len2", "eval/acc_len3", "eval/acc_subtask1", "eval/acc_subtask3"} <= set(table)
+    assert all(0.0 <= v <= 1.0 for v in table.values())
+    assert main(["eval", str(tmp_path / "ckpt"), "--episodes", "6", "--split", "val"]) == 0
+    assert capsys.readouterr().out == out      # fixed tasks: the same numbers again
+
+
+def test_eval_scores_a_segmentation_checkpoint(capsys, tmp_path, data_root):
+    from priorlab.methods.memory.segmentation import SegmentationConfig
+    from priorlab.methods.memory.segmentation_loop import SegmentationLearner
+
+    cfg = SegmentationConfig(source="omniglot", image_size=16, channels=[3, 4, 4, 4, 4, 4, 4, 4, 3, 3], n_targets=3,
+                             n_distractors=3, report_shots=[1])
+    SegmentationLearner(cfg).save(tmp_path / "ckpt")
+    assert main(["eval", str(tmp_path / "ckpt"), "--episodes", "4", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "memory-segmentation checkpoint at step 0, 4 val episodes" in out
+    table = _eval_table(out)
+    assert {"eval/iou_1shot", "eval/mask_1shot", "eval/iou_mean", "eval/mask_mean"} <= set(table)
+    assert all(0.0 <= v <= 1.0 for v in table.values())

@@ -38,6 +38,14 @@ def test_two_trial_sweep_writes_results_and_report(ray_session, data_root, tmp_p
     history = pd.read_parquet(exp / "history.parquet")
     assert sorted(history["step"]) == [2, 2, 4, 4]  # every report, appended as it arrived
     assert (exp / "report.png").stat().st_size > 1000
+    # the grid is also an Optuna study in the experiment folder (what optuna-dashboard opens)
+    import optuna
+
+    trials = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp / 'optuna.db'}").trials
+    assert sorted(t.params["label_injection"] for t in trials) == ["first", "lstm"]
+    by_id = dict(zip(df["trial_id"], df["eval/acc_1shot"]))  # the study metric
+    assert all(t.state.name == "COMPLETE" and t.value == pytest.approx(by_id[t.user_attrs["trial_id"]])
+               for t in trials)
 
     assert main(["report", str(exp)]) == 0
     out = capsys.readouterr().out
@@ -48,6 +56,7 @@ def test_two_trial_sweep_writes_results_and_report(ray_session, data_root, tmp_p
                       runs_dir=tmp_path, name="exp", resume=True)
     assert again.n_trials == 2
     assert len(pd.read_parquet(exp / "results.parquet")) == 2
+    assert len(optuna.load_study(study_name="exp", storage=f"sqlite:///{exp / 'optuna.db'}").trials) == 2
 
 
 def _kill_train_worker_after_first_checkpoint(runs: Path, killed: list, timeout: float = 240):

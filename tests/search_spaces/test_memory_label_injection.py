@@ -47,3 +47,22 @@ def test_searcher_starts_with_each_distinct_mode():
     starts = searcher._points_to_evaluate
     assert [p["label_injection"] for p in starts] == ["first", "lstm"]
     assert all(set(p) == {"label_injection", "lr", "channels"} for p in starts)
+
+
+def test_optuna_searcher_keeps_its_study_in_the_experiment_storage(tmp_path):
+    """What `priorlab sweep` gives the searcher: optuna-dashboard can open EXPERIMENT/optuna.db."""
+    import optuna
+
+    from priorlab.platform.tracking import optuna_storage, optuna_url
+
+    study = get_study("memory-label-injection")
+    space = study.space({"conv_layers": 1})
+    searcher = study.make_searcher(0, space, storage=optuna_storage(tmp_path), study_name="exp")
+    assert searcher.set_search_properties(study.metric, study.mode, space)
+    for i, acc in enumerate([0.3, 0.5]):
+        config = searcher.suggest(f"t{i}")
+        assert config["label_injection"] in ("first", "lstm")
+        searcher.on_trial_complete(f"t{i}", {study.metric: acc, "training_iteration": 1})
+    stored = optuna.load_study(study_name="exp", storage=optuna_url(tmp_path))
+    assert [t.value for t in stored.trials] == [0.3, 0.5]
+    assert {"label_injection", "lr", "channels"} <= set(stored.trials[0].params)

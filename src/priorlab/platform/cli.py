@@ -45,6 +45,8 @@ USER_ERRORS = (ConfigError, UnknownStudyError, MissingDataError, ReportError, Ch
 
 # checkpoint method tag -> "module:function" evaluating it (loaded lazily)
 EVALUATORS = {"memory": "priorlab.methods.memory.evaluation:evaluate_checkpoint",
+              "memory-continual": "priorlab.methods.memory.continual_loop:evaluate_checkpoint",
+              "memory-segmentation": "priorlab.methods.memory.segmentation_loop:evaluate_checkpoint",
               "hyper-maml": "priorlab.methods.hyper.meta:evaluate_checkpoint",
               "fields-hyper": "priorlab.methods.fields.distill:evaluate_checkpoint",
               "fields-seg": "priorlab.methods.fields.segfields:evaluate_checkpoint",
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     sw.add_argument("--name", default=None, help="experiment folder name under --runs-dir")
     sw.add_argument("--seed", type=int, default=0, help="searcher seed")
+    sw.add_argument("--wandb", action="store_true",
+                    help="also log every trial to Weights & Biases (offline under EXPERIMENT/wandb "
+                         "unless WANDB_API_KEY is set; docs/platform.md)")
+    sw.add_argument("--wandb-project", default=None, help="W&B project (default: $WANDB_PROJECT or priorlab)")
 
     tr = sub.add_parser("train", help="one run of a study's method (no sweep), resumable by --name")
     _add_launch_options(tr, "run", workers_flag="--workers",
@@ -236,6 +242,7 @@ def _write_nerf(field, out: Path, args, scene, meta: dict) -> dict:
 
 def cmd_sweep(args) -> int:
     from priorlab.platform.sweep import run_sweep
+    from priorlab.platform.tracking import optuna_url
 
     outcome = run_sweep(
         args.study, overrides=parse_overrides(args.overrides),
@@ -244,6 +251,7 @@ def cmd_sweep(args) -> int:
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         use_gpu=args.gpu, address=args.address, resume=args.resume, seed=args.seed,
         max_failures=args.max_failures, verbose=args.verbose, stream=args.stream,
+        wandb=args.wandb, wandb_project=args.wandb_project,
     )
     print()
     print(outcome.report_text)
@@ -252,6 +260,7 @@ def cmd_sweep(args) -> int:
     print(f"results:     {outcome.experiment / 'results.parquet'}")
     print(f"plot:        {outcome.plot_path}")
     print(f"checkpoints: {outcome.experiment / 'train_runs'}")
+    print(f"optuna:      optuna-dashboard {optuna_url(outcome.experiment)}")
     print(f"re-print with `priorlab report {outcome.experiment}`")
     _print_log_dir(args.verbose)
     if outcome.interrupted:

@@ -185,7 +185,9 @@ def start(address: str | None = None, *, num_cpus: int | None = None,
                 # of the job: left to auto-detection it gives up ("multiple active Ray
                 # instances") whenever another Ray runs on the same machine.
                 port = _free_port()
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=True,
+                # address="local": a new Ray even when a `ray start` head runs on this machine
+                # (left as None, ray.init would attach to it through /tmp/ray).
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=True,
                          dashboard_host=LOOPBACK, dashboard_port=port, _node_ip_address=LOOPBACK,
                          runtime_env={"env_vars": {
                              "RAY_API_SERVER_ADDRESS": f"http://{LOOPBACK}:{port}"}},

@@ -5,6 +5,8 @@ Layout of an experiment folder (``--runs-dir``/``--name``, default ``runs/<study
     study.json          which study, the fixed overrides, seed and budget (read by report)
     results.parquet     one row per finished trial (config/*, metrics, checkpoint_path)
     history.parquet     every report of every trial
+    optuna.db           the sweep as an Optuna study (`optuna-dashboard sqlite:///.../optuna.db`)
+    wandb/              W&B runs in offline mode (with --wandb and no WANDB_API_KEY)
     report.png, report.csv
     train_runs/train_<trial_id>/checkpoint_*/   Ray Train checkpoints (priorlab format)
     ...                 Tune's own experiment state (used by --resume)
@@ -27,6 +29,7 @@ from priorlab.methods.configuration import config_from_dict, config_to_dict
 from priorlab.platform import runtime
 from priorlab.platform.report import STUDY_FILE, build_report, read_study_file
 from priorlab.platform.results import ResultsStore, trial_row
+from priorlab.platform.tracking import export_to_optuna, optuna_storage, wandb_callback
 from priorlab.platform.studies import get_study
 from priorlab.trainables.common import RunResources
 
@@ -51,7 +54,8 @@ class SweepOutcome:
     """Trials that ended in ERROR (after their retries); the CLI exits non-zero if any."""
 
 
-def _results_callback(experiment: Path, progress_key: str):
+def _results_callback(experiment: Path, progress_key: str, on_stored=None):
+    """``on_stored()``, if given, runs after each trial's row is written (e.g. the Optuna export)."""
     from ray.tune import Callback
 
     class ResultsCallback(Callback):
@@ -70,6 +74,8 @@ def _results_callback(experiment: Path, progress_key: str):
             if status == "ERROR":
                 row["error_file"] = _error_file(trial)
             self.store.upsert([row])
+            if on_stored is not None:
+                on_stored()
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             print(f"[priorlab] trial {trial.trial_id} failed; retrying it from its latest "
@@ -156,6 +162,8 @@ def run_sweep(
     max_failures: int | None = None,
     verbose: bool = False,
     stream: str | None = None,
+    wandb: bool = False,
+    wandb_project: str | None = None,
 ) -> SweepOutcome:
     study = get_study(study_name)
     runs_dir = Path(runs_dir).resolve()
@@ -228,7 +236,8 @@ def run_sweep(
         searcher = scheduler = None
         num_samples = 1
     else:
-        searcher = study.make_searcher(seed, space)
+        searcher = study.make_searcher(seed, space, storage=optuna_storage(experiment),
+                                       study_name=experiment.name)
         scheduler = study.make_scheduler(max_t)
         num_samples = n_samples
         note = None
@@ -242,12 +251,18 @@ def run_sweep(
                                    resume_unfinished=True, resume_errored=True)
         n_trials = int(info.get("trials", n_trials))
     else:
-        experiment.mkdir(parents=True)
+        experiment.mkdir(parents=True, exist_ok=True)  # the check above refused an existing one
         (experiment / STUDY_FILE).write_text(json.dumps(
-            {"study": study.name, "fixed": fixed, "seed": seed, "samples": n_samples,
+            {"study": study.name, "fixed": fixed, "searched": sorted(space), "seed": seed,
+             "samples": n_samples,
              "trials": n_trials, "workers_per_trial": workers_per_trial, "stream": res.stream,
              "data_root": str(data_root), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
         param_space = {**fixed, **space, **{k: v for k, v in vars(res).items()}}
+        callbacks = [_results_callback(experiment, study.progress_metric, on_stored=(
+            None if searcher is not None else  # an Optuna searcher writes optuna.db itself
+            lambda: export_to_optuna(experiment, choices or {}, study.metric, study.mode)))]
+        if wandb:
+            callbacks.append(wandb_callback(experiment, study.name, wandb_project))
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -260,7 +275,7 @@ def run_sweep(
             ),
             run_config=tune.RunConfig(
                 name=experiment.name, storage_path=str(runs_dir),
-                callbacks=[_results_callback(experiment, study.progress_metric)],
+                callbacks=callbacks,
                 # A trial whose driver died (e.g. its node was lost) is retried once; lost Train
                 # workers are healed inside the trial (RunResources.max_failures).
                 failure_config=tune.FailureConfig(

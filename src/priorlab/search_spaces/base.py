@@ -35,8 +35,11 @@ class Study:
     curve: Callable[[dict[str, Any]], dict[float, str]]
     """Given the trial config, x -> metric key for the report's plot (e.g. shot -> eval/acc_kshot)."""
     curve_label: str
-    make_searcher: Callable[[int, dict[str, Any]], Any]
-    """Given the seed and the space actually searched (the user may pin some keys), the searcher."""
+    make_searcher: Callable[..., Any]
+    """``make_searcher(seed, space, storage=None, study_name=None)``: given the seed and the space
+    actually searched (the user may pin some keys), the searcher; an Optuna searcher keeps its
+    study in ``storage`` under ``study_name`` (the experiment's ``optuna.db``, see
+    ``platform.tracking``). None: Tune's variant generator (grids)."""
     make_scheduler: Callable[[int], Any]
     """Given max_t (the number of reports a full trial makes), the trial scheduler."""
     reports_per_trial: Callable[[dict[str, Any]], int] = lambda fixed: 1
@@ -70,7 +73,7 @@ class Study:
     start in their own folders: e.g. relative local paths made absolute."""
 
 
-def grid_searcher(seed: int, space: dict[str, Any]):
+def grid_searcher(seed: int, space: dict[str, Any], storage=None, study_name: str | None = None):
     """``make_searcher`` of grid studies: None = Tune's basic variant generator runs the grid."""
     return None
 

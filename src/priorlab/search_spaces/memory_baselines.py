@@ -29,7 +29,7 @@ from priorlab.methods.configuration import config_from_dict
 from priorlab.methods.memory.config import MemoryConfig
 from priorlab.platform.report import ReportTable
 from priorlab.platform.stats import interval_table
-from priorlab.search_spaces.base import Study
+from priorlab.search_spaces.base import Study, grid_searcher
 from priorlab.search_spaces.memory_label_injection import curve, make_scheduler, prepare_data
 from priorlab.trainables.memory import train_driver_fn
 
@@ -90,7 +90,7 @@ def grid_study(**fields: Any) -> Study:
     (the continual studies set method, config_cls, trainable, budget, metric, curve...)."""
     defaults = dict(method="memory", config_cls=MemoryConfig, trainable=train_driver_fn,
                     budget=dict(BUDGET), metric=METRIC, mode="max", curve=curve,
-                    curve_label="shot (k)", make_searcher=lambda seed, searched: None,
+                    curve_label="shot (k)", make_searcher=grid_searcher,
                     make_scheduler=make_scheduler,
                     reports_per_trial=lambda fixed: math.ceil(int(fixed["max_iters"])
                                                               / int(fixed["eval_every"])),

@@ -56,7 +56,7 @@ def space(fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def make_searcher(seed: int, searched: dict[str, Any]) -> OptunaSearch:
+def make_searcher(seed: int, searched: dict[str, Any], storage=None, study_name: str | None = None) -> OptunaSearch:
     """Seeded TPE. When the mode is searched it starts with each (distinct) mode once at the
     laptop budget's lr and width, so that even a small budget compares them; TPE takes over
     from there."""
@@ -65,7 +65,8 @@ def make_searcher(seed: int, searched: dict[str, Any]) -> OptunaSearch:
         modes = list(searched["label_injection"].categories)
         starts = [{k: v for k, v in {"label_injection": m, "lr": 1e-2, "channels": 8}.items()
                    if k in searched} for m in modes]
-    return OptunaSearch(metric=METRIC, mode="max", seed=seed, points_to_evaluate=starts)
+    return OptunaSearch(metric=METRIC, mode="max", seed=seed, points_to_evaluate=starts,
+                        storage=storage, study_name=study_name)
 
 
 def make_scheduler(max_t: int) -> ASHAScheduler:

@@ -73,7 +73,7 @@ def _n_layers(fixed: dict[str, Any]) -> int:
         return 6
 
 
-def make_searcher(seed: int, searched: dict[str, Any]) -> OptunaSearch | None:
+def make_searcher(seed: int, searched: dict[str, Any], storage=None, study_name: str | None = None) -> OptunaSearch | None:
     if set(searched) == {"feature_set"}:
         return None  # a choice only: the sweep runs every feature set (platform.sweep.choices_only)
     starts = None
@@ -82,7 +82,8 @@ def make_searcher(seed: int, searched: dict[str, Any]) -> OptunaSearch | None:
         starts = [{k: v for k, v in {"feature_set": f, "noise_t": 10,
                                      "layer": layers[len(layers) // 2]}.items() if k in searched}
                   for f in searched["feature_set"].categories]
-    return OptunaSearch(metric=METRIC, mode="max", seed=seed, points_to_evaluate=starts)
+    return OptunaSearch(metric=METRIC, mode="max", seed=seed, points_to_evaluate=starts,
+                        storage=storage, study_name=study_name)
 
 
 def prepare_data(data_root, fixed: dict[str, Any]) -> None:

@@ -136,6 +136,21 @@ def load_model(path: str | Path) -> tuple[nn.Module, ContinualConfig, int]:
     return model.eval(), cfg, ckpt.step
 
 
+def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 1000, split: str = "test",
+                        batch_size: int = 16, seed: int = TEST_SEED, progress: bool = True) -> dict[str, float]:
+    """`priorlab eval` of a continual checkpoint: query accuracy per task length (the config's
+    ``eval_lengths`` and ``subtasks``) and per subtask of the longest, on ``episodes`` tasks of
+    ``split``'s classes (fixed seeds, so two checkpoints are scored on the same tasks)."""
+    from priorlab.data.omniglot import load_omniglot_split
+
+    model, cfg, step = load_model(path)
+    classes = load_omniglot_split(data_root, split, cfg.image_size, progress=progress)
+    metrics = evaluate_continual(model, classes, cfg, [episode_seed(seed, i) for i in range(episodes)],
+                                 batch_size=batch_size)
+    metrics["step"] = float(step)
+    return metrics
+
+
 Report = Callable[[dict[str, float], "Callable[[str], Any] | None"], None]
 
 

@@ -53,6 +53,7 @@ from priorlab.methods.memory.loop import mean_ci95
 from priorlab.methods.memory.segmentation import SegmentationConfig, build_segmentation_model
 
 METHOD = "memory-segmentation"
+TEST_SEED = 20_250_103  # evaluation episodes fixed across checkpoints
 
 
 class SegmentationSource(Protocol):
@@ -277,6 +278,21 @@ def load_segmentation_model(path: str | Path) -> tuple[nn.Module, SegmentationCo
     model = build_segmentation_model(cfg)
     model.load_state_dict(ckpt.model_state)
     return model.eval(), cfg, ckpt.step
+
+
+def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 1000, split: str = "test",
+                        batch_size: int = 16, seed: int = TEST_SEED, progress: bool = True) -> dict[str, float]:
+    """`priorlab eval` of a segmentation checkpoint: Table 2.2's metrics on ``episodes`` episodes
+    with distractors from ``split``'s classes of the checkpoint's source (fixed seeds)."""
+    from priorlab.data.segmentation import OnlineSegmentationSampler, load_segmentation_source
+
+    model, cfg, step = load_segmentation_model(path)
+    source = load_segmentation_source(cfg.source, data_root, split, cfg.image_size)
+    sampler = OnlineSegmentationSampler(source, cfg.n_targets, cfg.n_distractors)
+    metrics = evaluate_segmentation(model, sampler, [episode_seed(seed, i) for i in range(episodes)], cfg,
+                                    batch_size=batch_size)
+    metrics["step"] = float(step)
+    return metrics
 
 
 BatchesFn = Callable[[int, bool], tuple]
