@@ -18,9 +18,11 @@ run: setup
 
 # The data step fetches what the tests read (Omniglot) into the data root if it is missing; files
 # already there are only checked, so a read-only data root (CI: ../shared/datasets) is not written.
+# scripts/setup_browser.sh installs Debian's chromium + chromium-driver (once) for the dashboard's
+# browser test.
 test: setup
-	@source scripts/offline-env.sh && .venv/bin/priorlab data download omniglot && \
-	  .venv/bin/python -m pytest
+	@bash scripts/setup_browser.sh && source scripts/offline-env.sh && \
+	  .venv/bin/priorlab data download omniglot && .venv/bin/python -m pytest
 
 test-fast: setup
 	@source scripts/offline-env.sh && .venv/bin/priorlab data download omniglot && \

@@ -71,6 +71,14 @@ def prepare_data(data_root, fixed: dict[str, Any]) -> None:
     load_omniglot_images(data_root, cfg.image_size)
 
 
+def _indexed(df: pd.DataFrame, prefix: str, indices: list[int], name: str) -> pd.DataFrame:
+    """Columns ``{prefix}{i}`` as long rows (model, ``name`` = i, acc)."""
+    long = df.melt(id_vars=["model"], value_vars=[f"{prefix}{i}" for i in indices],
+                   var_name=name, value_name="acc")
+    long[name] = long[name].str.removeprefix(prefix).astype(int)
+    return long
+
+
 def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
     """Fig. 2.3 (models x task length) and Fig. 2.4 (models x subtask of the longest task)."""
     cfg = config_of(fixed)
@@ -80,9 +88,7 @@ def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
     out = []
     ns = [n for n in lengths(cfg) if f"eval/acc_len{n}" in df]
     if ns:
-        long = df.melt(id_vars=["model"], value_vars=[f"eval/acc_len{n}" for n in ns],
-                       var_name="n", value_name="acc")
-        long["n"] = long["n"].str.extract(r"len(\d+)")[0].astype(int)
+        long = _indexed(df, "eval/acc_len", ns, "n")
         out.append(ReportTable(
             title=f"Fig. 2.3 layout: query accuracy vs task length (subtasks of 1 class x {cfg.n_shot} "
                   f"samples, {cfg.order} order, {cfg.image_size}x{cfg.image_size}, {cfg.max_iters} "
@@ -91,9 +97,7 @@ def tables(df: pd.DataFrame, fixed: dict[str, Any]) -> list[ReportTable]:
     subtasks = sorted(int(c.removeprefix("eval/acc_subtask")) for c in df
                       if c.startswith("eval/acc_subtask"))
     if subtasks:
-        long = df.melt(id_vars=["model"], value_vars=[f"eval/acc_subtask{i}" for i in subtasks],
-                       var_name="i", value_name="acc")
-        long["i"] = long["i"].str.extract(r"subtask(\d+)")[0].astype(int)
+        long = _indexed(df, "eval/acc_subtask", subtasks, "i")
         out.append(ReportTable(
             title=f"Fig. 2.4 layout: accuracy on each subtask of a {max(subtasks)}-subtask task "
                   f"(subtask 1 shown first); {SEEDS_CI}. {THESIS_FIG_2_4}",
