@@ -15,6 +15,7 @@
     priorlab finetune "a red capsule" --checkpoint CKPT [--target-psnr 25] [--compare]
     priorlab score CHECKPOINT --smiles FILE|-
     priorlab molecules conformers bace [--limit N] | sample CHECKPOINT [--n 64]
+    priorlab dashboard [EXPERIMENT ...] [--port 8050] [--runs-dir runs] [--export FILE.html]
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -35,7 +36,7 @@ from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
 from priorlab.methods.fields.store import StoreError
-from priorlab.platform import cli_molecules, cli_serve
+from priorlab.platform import cli_dashboard, cli_molecules, cli_serve
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _nerf_output_options(fi, "runs/finetuned/<slug>")
     cli_molecules.add_parsers(sub, _add_data_dir)
     cli_serve.add_parsers(sub)
+    cli_dashboard.add_parsers(sub)
     return parser
 
 
@@ -261,6 +263,8 @@ def cmd_sweep(args) -> int:
     print(f"plot:        {outcome.plot_path}")
     print(f"checkpoints: {outcome.experiment / 'train_runs'}")
     print(f"optuna:      optuna-dashboard {optuna_url(outcome.experiment)}")
+    if outcome.dashboard_path is not None:
+        print(f"dashboard:   {outcome.dashboard_path}  (live: priorlab dashboard {outcome.experiment})")
     print(f"re-print with `priorlab report {outcome.experiment}`")
     _print_log_dir(args.verbose)
     if outcome.interrupted:
@@ -558,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
                "render": cmd_render, "generate": cmd_generate,
-               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, **cli_molecules.HANDLERS}[args.command]
+               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, "dashboard": cli_dashboard.cmd_dashboard, **cli_molecules.HANDLERS}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
@@ -574,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
-            MeshError, ShapeNetError, TextEncoderError, cli_serve.ServeError,
+            MeshError, ShapeNetError, TextEncoderError, cli_serve.ServeError, cli_dashboard.DashboardError,
             *cli_molecules.user_errors()) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2

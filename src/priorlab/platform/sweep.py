@@ -8,6 +8,7 @@ Layout of an experiment folder (``--runs-dir``/``--name``, default ``runs/<study
     optuna.db           the sweep as an Optuna study (`optuna-dashboard sqlite:///.../optuna.db`)
     wandb/              W&B runs in offline mode (with --wandb and no WANDB_API_KEY)
     report.png, report.csv
+    dashboard.html      the ablation dashboard, one self-contained file (`priorlab dashboard`)
     train_runs/train_<trial_id>/checkpoint_*/   Ray Train checkpoints (priorlab format)
     ...                 Tune's own experiment state (used by --resume)
 
@@ -52,6 +53,8 @@ class SweepOutcome:
     interrupted: bool = False
     failed: int = 0
     """Trials that ended in ERROR (after their retries); the CLI exits non-zero if any."""
+    dashboard_path: Path | None = None
+    """EXPERIMENT/dashboard.html, the sweep's ablation dashboard as one self-contained file."""
 
 
 def _results_callback(experiment: Path, progress_key: str, on_stored=None):
@@ -300,8 +303,16 @@ def run_sweep(
               f"saved. Continue with: priorlab sweep {study.name} --resume --name {experiment.name}"
               f" --runs-dir {runs_dir}", flush=True)
     report = build_report(experiment)
+    from priorlab.platform.dashboard import DashboardError, write_dashboard
+
+    try:
+        dashboard = write_dashboard([experiment], experiment / "dashboard.html")
+    except DashboardError as err:
+        dashboard = None
+        print(f"[priorlab] no dashboard.html: {err}", flush=True)
     return SweepOutcome(experiment=experiment, n_trials=len(grid), report_text=report.text,
-                        plot_path=report.plot_path, interrupted=interrupted, failed=failed)
+                        plot_path=report.plot_path, interrupted=interrupted, failed=failed,
+                        dashboard_path=dashboard)
 
 
 def _find_resumable(runs_dir: Path, study: str, name: str | None) -> Path:
