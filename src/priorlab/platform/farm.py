@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from priorlab.data.scenes import Scene, filter_scenes, parse_scene, scene_family
 from priorlab.methods.configuration import config_from_dict, config_to_dict
@@ -111,8 +111,12 @@ def fit_teacher(slug: str, seed: int, objective: str, recipe: dict[str, Any],
 def run_farm(*, scenes: list[Scene], objective: str, store_uri: str, overrides: dict[str, Any],
              steps: int | None = None, address: str | None = None, cpus_per_teacher: float = 1.0,
              use_gpu: bool = False, max_retries: int = 2, seed: int = 0,
-             verbose: bool = False, sd_model: str = "") -> FarmOutcome:
-    """Fit every scene's teacher that the store does not hold yet; see the module docstring."""
+             verbose: bool = False, sd_model: str = "",
+             fit_fn: Callable[..., dict[str, Any]] = fit_teacher) -> FarmOutcome:
+    """Fit every scene's teacher that the store does not hold yet; see the module docstring.
+
+    ``fit_fn``: the body of each task, called as :func:`fit_teacher` is and returning the same
+    dict (benchmarks/platform_scale.py passes a no-op fit to time the farm's own machinery)."""
     from priorlab.methods.fields.store import TeacherStore
 
     if objective not in OBJECTIVES:
@@ -142,7 +146,7 @@ def run_farm(*, scenes: list[Scene], objective: str, store_uri: str, overrides: 
     from tqdm import tqdm
 
     threads = max(1, int(cpus_per_teacher))
-    task = ray.remote(fit_teacher).options(
+    task = ray.remote(fit_fn).options(
         name="fit_teacher_task", num_cpus=cpus_per_teacher, num_gpus=1 if use_gpu else 0,
         max_retries=max_retries, retry_exceptions=False)
     print(f"[priorlab] farm: {len(scenes)} teacher(s), {len(outcome.skipped)} already in "

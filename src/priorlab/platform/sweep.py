@@ -116,7 +116,9 @@ def _status_table(study, space: dict[str, Any]):
         metric_columns={study.progress_metric: study.progress_metric,
                         study.metric: study.metric.split("/")[-1]},
         max_report_frequency=30, print_intermediate_tables=True,
-        sort_by_metric=True, metric=study.metric, mode=study.mode)
+        # not sorted by the metric: Tune sorts None with floats and crashes when a trial ended
+        # without reporting (seen in benchmarks/platform_scale.py)
+        sort_by_metric=False, metric=study.metric, mode=study.mode)
 
 
 def _trial_dirname(trial) -> str:
