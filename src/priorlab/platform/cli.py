@@ -16,6 +16,9 @@
     priorlab score CHECKPOINT --smiles FILE|-
     priorlab molecules conformers bace [--limit N] | sample CHECKPOINT [--n 64]
     priorlab dashboard [EXPERIMENT ...] [--port 8050] [--runs-dir runs] [--export FILE.html]
+    priorlab submit [--address URL] [--no-wait] -- sweep STUDY ... --runs-dir /shared/runs
+    priorlab jobs list | status JOB | logs JOB [--follow] | stop JOB
+    priorlab pull SOURCE DEST
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -36,7 +39,7 @@ from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
 from priorlab.methods.fields.store import StoreError
-from priorlab.platform import cli_dashboard, cli_molecules, cli_serve
+from priorlab.platform import cli_dashboard, cli_jobs, cli_molecules, cli_serve
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_molecules.add_parsers(sub, _add_data_dir)
     cli_serve.add_parsers(sub)
     cli_dashboard.add_parsers(sub)
+    cli_jobs.add_parsers(sub)
     return parser
 
 
@@ -242,13 +246,27 @@ def _write_nerf(field, out: Path, args, scene, meta: dict) -> dict:
     return made
 
 
+def _local_runs_dir(runs_dir: str) -> Path:
+    """--runs-dir as a local folder; a URI is refused rather than turned into a folder named
+    'gs:' or 's3:' (Path would read it so)."""
+    from priorlab.platform.remote_storage import is_uri
+    from priorlab.platform.sweep import SweepError
+
+    if is_uri(runs_dir):
+        raise SweepError(
+            f"--runs-dir {runs_dir}: sweeps and trainings write to a folder, not yet to a URI. On a "
+            "cluster give a folder every node mounts (e.g. --runs-dir /shared/runs on NFS/EFS) and "
+            "copy results back with `priorlab pull`; teacher farms take URIs (--store s3://...)")
+    return Path(runs_dir)
+
+
 def cmd_sweep(args) -> int:
     from priorlab.platform.sweep import run_sweep
     from priorlab.platform.tracking import optuna_url
 
     outcome = run_sweep(
         args.study, overrides=parse_overrides(args.overrides),
-        data_root=resolve_data_root(args.data_dir), runs_dir=Path(args.runs_dir),
+        data_root=resolve_data_root(args.data_dir), runs_dir=_local_runs_dir(args.runs_dir),
         name=args.name, samples=args.samples, max_iters=args.max_iters,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         use_gpu=args.gpu, address=args.address, resume=args.resume, seed=args.seed,
@@ -288,7 +306,7 @@ def cmd_train(args) -> int:
 
     outcome = run_train(
         args.study, overrides=parse_overrides(args.overrides),
-        data_root=resolve_data_root(args.data_dir), runs_dir=Path(args.runs_dir), name=args.name,
+        data_root=resolve_data_root(args.data_dir), runs_dir=_local_runs_dir(args.runs_dir), name=args.name,
         max_iters=args.max_iters, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         use_gpu=args.gpu, address=args.address, max_failures=args.max_failures,
         verbose=args.verbose, stream=args.stream,
@@ -562,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
                "render": cmd_render, "generate": cmd_generate,
-               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, "dashboard": cli_dashboard.cmd_dashboard, **cli_molecules.HANDLERS}[args.command]
+               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, "dashboard": cli_dashboard.cmd_dashboard, **cli_molecules.HANDLERS, **cli_jobs.HANDLERS}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
@@ -579,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
             MeshError, ShapeNetError, TextEncoderError, cli_serve.ServeError, cli_dashboard.DashboardError,
-            *cli_molecules.user_errors()) as err:
+            *cli_molecules.user_errors(), *cli_jobs.user_errors()) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2
 
