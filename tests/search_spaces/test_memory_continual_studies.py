@@ -34,7 +34,8 @@ def test_the_depth_study_crosses_depth_task_length_and_skip_as_table_a1():
     assert cfg.order == "shuffled" and cfg.resolved_skip_pair() == [0, 1]
     net = build_continual_model(cfg).net
     assert net.skip == (0, 1)
-    assert build_continual_model(config_from_dict(ContinualConfig, {**study.budget, "skip": False})).net.skip is None
+    no_skip = config_from_dict(ContinualConfig, {**study.budget, "subtasks": 5, "skip": False})
+    assert build_continual_model(no_skip).net.skip is None
     rows = [{"config/conv_layers": c, "config/subtasks": k, "config/skip": s, "eval/acc": 0.5}
             for c in (2, 4) for k in (4, 7) for s in (True, False) for _ in range(2)]
     [table] = study.tables(pd.DataFrame(rows), dict(study.budget))

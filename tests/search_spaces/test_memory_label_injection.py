@@ -11,7 +11,7 @@ def test_every_study_space_uses_config_field_names():
         fields = {f.name for f in dataclasses.fields(study.config_cls)}
         assert set(study.space()) <= fields, name
         assert set(study.group_by) <= fields, name
-        config_from_dict(study.config_cls, study.budget)  # the budget is a valid config
+        config_from_dict(study.config_cls, {**study.train_point, **study.budget})  # a valid config
 
 
 def test_label_injection_space_covers_the_three_modes():

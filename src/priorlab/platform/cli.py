@@ -19,6 +19,7 @@
     priorlab submit [--address URL] [--no-wait] -- sweep STUDY ... --runs-dir /shared/runs
     priorlab jobs list | status JOB | logs JOB [--follow] | stop JOB
     priorlab pull SOURCE DEST
+    priorlab reproduce [TARGET] [--budget smoke|cpu|paper] [--dry-run] [key=value ...]
 
 Data root: --data-dir > PRIORLAB_DATA_DIR > ~/.cache/priorlab. Cluster: --address auto or
 RAY_ADDRESS; otherwise a local Ray is started. Errors a user can fix print one clear line
@@ -39,7 +40,7 @@ from priorlab.data.split_files import PackagedSplitError
 from priorlab.methods.checkpoint import CheckpointError, read_meta
 from priorlab.methods.configuration import ConfigError, parse_overrides
 from priorlab.methods.fields.store import StoreError
-from priorlab.platform import cli_dashboard, cli_jobs, cli_molecules, cli_serve
+from priorlab.platform import cli_dashboard, cli_jobs, cli_molecules, cli_reproduce, cli_serve
 from priorlab.platform.report import ReportError
 from priorlab.platform.studies import STUDIES, UnknownStudyError
 
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.add_parsers(sub)
     cli_dashboard.add_parsers(sub)
     cli_jobs.add_parsers(sub)
+    cli_reproduce.add_parsers(sub)
     return parser
 
 
@@ -572,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options; anything else unknown is an error.
     stray = [e for e in extra if e.startswith("-") or "=" not in e
-             or args.command not in ("sweep", "train", "farm")]
+             or args.command not in ("sweep", "train", "farm", "reproduce")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
@@ -580,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"sweep": cmd_sweep, "train": cmd_train, "report": cmd_report, "eval": cmd_eval,
                "data": cmd_data, "studies": cmd_studies, "scenes": cmd_scenes, "farm": cmd_farm,
                "render": cmd_render, "generate": cmd_generate,
-               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, "dashboard": cli_dashboard.cmd_dashboard, **cli_molecules.HANDLERS, **cli_jobs.HANDLERS}[args.command]
+               "finetune": cmd_finetune, "serve": cli_serve.cmd_serve, "dashboard": cli_dashboard.cmd_dashboard, "reproduce": cli_reproduce.cmd_reproduce, **cli_molecules.HANDLERS, **cli_jobs.HANDLERS}[args.command]
     # Progress lines (Tune's status table) reach a log file as they are printed, not in blocks.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
@@ -596,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (*USER_ERRORS, RuntimeUnavailable, SweepError, TrainError, FarmError, GenerateError,
-            MeshError, ShapeNetError, TextEncoderError, cli_serve.ServeError, cli_dashboard.DashboardError,
+            MeshError, ShapeNetError, TextEncoderError, cli_serve.ServeError, cli_dashboard.DashboardError, cli_reproduce.ReproduceError,
             *cli_molecules.user_errors(), *cli_jobs.user_errors()) as err:
         print(f"priorlab: error: {err}", file=sys.stderr)
         return 2

@@ -193,7 +193,8 @@ def run_sweep(
         workers_per_trial = info.get("workers_per_trial", workers_per_trial)
         stream = info.get("stream", stream)
     # Fails early, naming any bad key or value; the parsed values (lists, numbers) are kept.
-    parsed = config_to_dict(config_from_dict(study.config_cls, fixed))
+    # The study's train point fills the searched keys (their defaults may not fit the budget).
+    parsed = config_to_dict(config_from_dict(study.config_cls, {**study.train_point, **fixed}))
     fixed = {k: parsed[k] for k in fixed}
     if max_failures is not None and max_failures < -1:
         raise SweepError(f"--max-failures {max_failures}: use -1 (retry forever), 0 (never) or a count")
@@ -218,7 +219,8 @@ def run_sweep(
     if use_gpu:
         concurrent = max(1, min(concurrent, int(rt.gpus // res.workers) or 1))
     n_samples = samples or study.default_samples
-    full_config = {**config_to_dict(config_from_dict(study.config_cls, fixed)), **fixed}
+    full_config = {**config_to_dict(config_from_dict(study.config_cls, {**study.train_point, **fixed})),
+                   **fixed}
     max_t = study.reports_per_trial(full_config)
 
     choices = choices_only(space)
