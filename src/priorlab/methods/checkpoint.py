@@ -249,3 +249,15 @@ def load_checkpoint(
         metrics=meta.get("metrics", {}), model_state=model_state, train_state=train_state,
         spec=meta.get("spec"),
     )
+
+
+def load_for_eval(path: str | os.PathLike, method: str, config_cls: type, build) -> tuple[torch.nn.Module, Any, int]:
+    """(model in eval mode, its config, its step) from a ``method`` checkpoint, the model made by
+    ``build(config)``: what every family's ``load_model`` does."""
+    from priorlab.methods.configuration import config_from_dict
+
+    ckpt = load_checkpoint(path, method=method, with_train_state=False)
+    cfg = config_from_dict(config_cls, ckpt.config)
+    model = build(cfg)
+    model.load_state_dict(ckpt.model_state)
+    return model.eval(), cfg, ckpt.step

@@ -38,8 +38,8 @@ from torch import nn
 
 from priorlab.data.continual import ContinualBatch, ContinualTaskSampler
 from priorlab.data.episodes import ClassSource, episode_seed
-from priorlab.methods.checkpoint import LoadedCheckpoint, load_checkpoint, restore_training, save_checkpoint
-from priorlab.methods.configuration import config_from_dict, config_to_dict
+from priorlab.methods.checkpoint import LoadedCheckpoint, load_for_eval, restore_training, save_checkpoint
+from priorlab.methods.configuration import config_to_dict
 from priorlab.methods.memory.continual import ContinualConfig, build_continual_model, curriculum_length
 from priorlab.methods.memory.loop import mean_ci95
 
@@ -129,11 +129,7 @@ class ContinualLearner:
 
 def load_model(path: str | Path) -> tuple[nn.Module, ContinualConfig, int]:
     """A trained continual model (in eval mode), its config and step, from a checkpoint."""
-    ckpt = load_checkpoint(path, method=METHOD, with_train_state=False)
-    cfg = config_from_dict(ContinualConfig, ckpt.config)
-    model = build_continual_model(cfg)
-    model.load_state_dict(ckpt.model_state)
-    return model.eval(), cfg, ckpt.step
+    return load_for_eval(path, METHOD, ContinualConfig, build_continual_model)
 
 
 def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 1000, split: str = "test",

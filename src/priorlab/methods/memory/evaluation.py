@@ -15,8 +15,7 @@ import torch
 
 from priorlab.data.episodes import OnlineEpisodeSampler, episode_seed
 from priorlab.data.fewshot_sources import load_episode_classes
-from priorlab.methods.checkpoint import load_checkpoint
-from priorlab.methods.configuration import config_from_dict
+from priorlab.methods.checkpoint import load_for_eval
 from priorlab.methods.memory.cl_lstm import build_model
 from priorlab.methods.memory.config import MemoryConfig
 from priorlab.methods.memory.loop import METHOD, evaluate
@@ -25,11 +24,7 @@ TEST_SEED = 20_250_101  # fixed so that two checkpoints are compared on the same
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, MemoryConfig, int]:
-    ckpt = load_checkpoint(path, method=METHOD, with_train_state=False)
-    cfg = config_from_dict(MemoryConfig, ckpt.config)
-    model = build_model(cfg)
-    model.load_state_dict(ckpt.model_state)
-    return model.eval(), cfg, ckpt.step
+    return load_for_eval(path, METHOD, MemoryConfig, build_model)
 
 
 def evaluate_checkpoint(

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from priorlab.data.episodes import episode_seed
-from priorlab.methods.checkpoint import LoadedCheckpoint, load_checkpoint, restore_training, save_checkpoint
-from priorlab.methods.configuration import config_from_dict, config_to_dict
+from priorlab.methods.checkpoint import LoadedCheckpoint, load_for_eval, restore_training, save_checkpoint
+from priorlab.methods.configuration import config_to_dict
 from priorlab.methods.maml import MAML, MAMLLearner
 from priorlab.methods.memory.loop import mean_ci95
 from priorlab.methods.memory.segmentation import SegmentationConfig, build_segmentation_model
@@ -273,11 +273,7 @@ class SegmentationLearner:
 
 def load_segmentation_model(path: str | Path) -> tuple[nn.Module, SegmentationConfig, int]:
     """(model in eval mode, its config, its step) from a ``memory-segmentation`` checkpoint."""
-    ckpt = load_checkpoint(path, method=METHOD, with_train_state=False)
-    cfg = config_from_dict(SegmentationConfig, ckpt.config)
-    model = build_segmentation_model(cfg)
-    model.load_state_dict(ckpt.model_state)
-    return model.eval(), cfg, ckpt.step
+    return load_for_eval(path, METHOD, SegmentationConfig, build_segmentation_model)
 
 
 def evaluate_checkpoint(path: str | Path, data_root: Path, *, episodes: int = 1000, split: str = "test",
